@@ -8,8 +8,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"runtime"
-	"sync/atomic"
 	"slices"
+	"sync/atomic"
 	"testing"
 )
 
@@ -249,7 +249,6 @@ func TestEncodeErrors(t *testing.T) {
 		})
 	}
 }
-
 
 type errReader struct{ err error }
 

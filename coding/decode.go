@@ -167,19 +167,31 @@ func (d *Decoder) DecodeSegment(c *Collector, dst []byte) ([]byte, error) {
 	c.mu.Lock()
 	shards := slices.Clone(c.shards)
 	c.mu.Unlock()
-	if d.c.rs != nil && slices.ContainsFunc(shards[:k], isNil) {
+	// Lay the data shards out in dst, where they form the sealed segment;
+	// missing ones are rebuilt in place (ReconstructData fills zero-length
+	// shards that have the capacity), so nothing is copied twice.
+	ss := d.m.ShardSize(s)
+	if cap(dst) < k*ss {
+		dst = make([]byte, 0, k*ss)
+	}
+	buf := dst[:k*ss]
+	missing := false
+	for i := range k {
+		at := buf[i*ss : (i+1)*ss : (i+1)*ss]
+		if shards[i] == nil {
+			shards[i], missing = at[:0], true
+			continue
+		}
+		copy(at, shards[i])
+		shards[i] = at
+	}
+	if missing {
 		if err := d.c.rs.ReconstructData(shards); err != nil {
 			return nil, fmt.Errorf("coding: segment %d: reconstruct: %w", s, err)
 		}
 	}
 	sealedLen := d.m.SegmentLen(s) + tagSize
-	if cap(dst) < k*d.m.ShardSize(s) {
-		dst = make([]byte, 0, k*d.m.ShardSize(s))
-	}
-	sealed := dst[:0]
-	for _, sh := range shards[:k] {
-		sealed = append(sealed, sh...)
-	}
+	sealed := buf
 	plain, err := d.c.aead.Open(sealed[:0], nonce(s), sealed[:sealedLen], segmentAAD)
 	if err != nil {
 		return nil, fmt.Errorf("coding: segment %d: %w (is the cap's key right?)", s, ErrDecrypt)
@@ -198,6 +210,7 @@ func (d *Decoder) DecodeSegment(c *Collector, dst []byte) ([]byte, error) {
 func (d *Decoder) Decode(ctx context.Context, w io.Writer, fetch Fetch) error {
 	segs := len(d.m.ShardHashes)
 	pool := newBufferPool(d.m.Scheme.Needed*shardSize(d.m.SegmentSize, d.m.Scheme.Needed), d.workers+2)
+	defer pool.close()
 	type job struct {
 		c   *Collector
 		buf []byte
@@ -242,5 +255,3 @@ func (d *Decoder) Decode(ctx context.Context, w io.Writer, fetch Fetch) error {
 	}
 	return ordered(ctx, d.workers, next, work, done)
 }
-
-func isNil(b []byte) bool { return b == nil }

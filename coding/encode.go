@@ -152,6 +152,7 @@ func Encode(ctx context.Context, r io.Reader, key Key, p Params, put func(contex
 	m := &Manifest{SegmentSize: p.SegmentSize, Scheme: p.Scheme, ContentType: p.ContentType}
 	maxSegs := (MaxManifestSize - manifestHeader - len(p.ContentType)) / (p.Scheme.Total * HashSize)
 	pool := newBufferPool(p.Scheme.Total*shardSize(p.SegmentSize, p.Scheme.Needed), p.Workers+2)
+	defer pool.close()
 
 	type job struct {
 		index int
