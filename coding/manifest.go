@@ -6,11 +6,14 @@ import (
 	"fmt"
 )
 
+// FormatVersion is the manifest and cap format this package writes and reads.
+const FormatVersion = 1
+
 // Format constants of manifest version 1. They are frozen by the vectors in
 // testdata/coding: a change here is a new format version, never an edit.
 const (
 	manifestMagic   = "VRMF"
-	manifestVersion = 1
+	manifestVersion = FormatVersion
 	hashSHA256      = 1 // shard hash algorithm id
 	aeadAES256GCM   = 1 // segment AEAD id
 	manifestHeader  = 4 + 1 + 1 + 1 + 1 + 2 + 2 + 4 + 8 + 1

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Version is this build's release version.
+const Version = "0.1.0-dev"
+
+// newApp returns the command-line application. Each verb lives in a file of
+// its own; only verbs that work are listed.
+func newApp() *cli.App {
+	app := &cli.App{
+		Name:    "voicering",
+		Usage:   "a peer-to-peer voicemail and media store with no central server",
+		Version: Version,
+		Description: "Every recording is encrypted, cut into segments and Reed–Solomon coded into shards\n" +
+			"spread over the peers of a Chord ring, so losing peers loses nothing and no storage\n" +
+			"peer can listen to what it stores.",
+		HideVersion:          true, // `voicering version` says more
+		EnableBashCompletion: true,
+		Writer:               os.Stdout,
+		ErrWriter:            os.Stderr,
+		Commands: []*cli.Command{
+			versionCommand(),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageError{fmt.Errorf("unknown command %q; run voicering --help for the list", c.Args().First())}
+			}
+			return cli.ShowAppHelp(c)
+		},
+		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
+	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = app.OnUsageError
+	}
+	return app
+}
+
+// usageError marks an error in how voicering was called (exit code 2), as
+// opposed to a failure doing what was asked (exit code 1).
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// exitCode maps an error to the process exit status scripts rely on:
+// 2 for a usage error, 1 for anything else.
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// out returns where a command writes its results.
+func out(c *cli.Context) io.Writer { return c.App.Writer }

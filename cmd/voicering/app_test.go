@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// run runs the CLI in-process with args and returns stdout and the exit code
+// main would use.
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	app := newApp()
+	var stdout, stderr bytes.Buffer
+	app.Writer, app.ErrWriter = &stdout, &stderr
+	err := app.RunContext(context.Background(), append([]string{"voicering"}, args...))
+	if err != nil {
+		return stdout.String() + err.Error(), exitCode(err)
+	}
+	return stdout.String(), 0
+}
+
+func TestHelpListsOnlyBuiltVerbs(t *testing.T) {
+	got, code := run(t, "--help")
+	if code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, verb := range []string{"version"} {
+		if !strings.Contains(got, "   "+verb+" ") {
+			t.Errorf("--help does not list %q:\n%s", verb, got)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	got, code := run(t, "version", "--json")
+	if code != 0 {
+		t.Fatalf("version exit %d: %s", code, got)
+	}
+	var v struct {
+		Version        string `json:"version"`
+		ManifestFormat int    `json:"manifest_format"`
+	}
+	if err := json.Unmarshal([]byte(got), &v); err != nil {
+		t.Fatalf("version --json is not JSON: %v\n%s", err, got)
+	}
+	if v.Version != Version || v.ManifestFormat != 1 {
+		t.Errorf("version %q format %d, want %q and 1", v.Version, v.ManifestFormat, Version)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown verb", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"version", "--bogus"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, code := run(t, tt.args...)
+			if code != 2 || !strings.Contains(got, tt.want) {
+				t.Fatalf("exit %d, output %q; want exit 2 saying %q", code, got, tt.want)
+			}
+		})
+	}
+}
