@@ -75,7 +75,8 @@ func (c *Collector) Segment() int { return c.segment }
 // are now held. A shard that does not match its hash (or an index out of
 // range) is not kept and yields an error wrapping ErrCorruptShard, which the
 // fetcher logs against the peer that sent it. Offers after enough, and
-// repeats, are ignored.
+// repeats, are ignored. A kept shard is not copied: the caller must not
+// modify data afterwards.
 func (c *Collector) Offer(i int, data []byte) (enough bool, err error) {
 	ok := c.m.CheckShard(c.segment, i, data)
 	c.mu.Lock()
