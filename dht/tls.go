@@ -1,0 +1,446 @@
+package dht
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HTTP headers of the RPC protocol.
+const (
+	headerVersion  = "Voicering-Version"  // the version a request is written in
+	headerVersions = "Voicering-Versions" // the versions a peer serves, on a 505 answer
+	rpcPrefix      = "/rpc/"
+	maxClients     = 4096 // per-peer HTTP clients kept before the oldest idle are dropped
+)
+
+// TLSConfig configures a TLSTransport.
+type TLSConfig struct {
+	// Identity is the key (and certificate) the transport authenticates
+	// with. Required.
+	Identity *Identity
+	// Addr is the address to listen on, e.g. ":7946" or "127.0.0.1:0".
+	// Empty: a client that only calls out.
+	Addr string
+	// AdvertiseAddr is the address other peers reach this one at.
+	// Zero: the listener's address.
+	AdvertiseAddr string
+	// CA, if set, closes the ring: only peers (and clients) whose
+	// certificate chains to CA are admitted, both ways. Nil: an open ring,
+	// where any Ed25519 key may join but a node ID is still bound to the
+	// key that proves it.
+	CA *x509.Certificate
+	// Versions lists the protocol versions served and spoken, newest
+	// preferred. Zero: {ProtocolVersion}.
+	Versions []int
+	// MaxMessage bounds request and response bodies in bytes.
+	// Zero: DefaultMaxMessage.
+	MaxMessage int
+	// Logger receives transport errors worth knowing. Nil: discarded.
+	Logger *slog.Logger
+}
+
+// TLSTransport carries calls between peers over HTTP/2 on mutually
+// authenticated TLS 1.3. One connection per peer pair multiplexes every
+// concurrent call.
+type TLSTransport struct {
+	cfg  TLSConfig
+	self Peer
+	cert tls.Certificate
+	ln   net.Listener
+	log  *slog.Logger
+	met  Meter
+
+	mu       sync.Mutex
+	clients  map[Peer]*http.Client
+	versions map[string]int // address → version negotiated with it
+	admitted map[[32]byte]verdict
+	serving  bool
+	closed   bool
+}
+
+var _ Transport = (*TLSTransport)(nil)
+
+// NewTLSTransport checks cfg, fills its defaults and, if cfg.Addr is set,
+// starts listening (so Local().Addr is known before Serve).
+func NewTLSTransport(cfg TLSConfig) (*TLSTransport, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("dht: tls transport: no identity")
+	}
+	if len(cfg.Versions) == 0 {
+		cfg.Versions = []int{ProtocolVersion}
+	}
+	cfg.Versions = slices.Clone(cfg.Versions)
+	slices.SortFunc(cfg.Versions, func(a, b int) int { return b - a })
+	for _, v := range cfg.Versions {
+		if v <= 0 {
+			return nil, fmt.Errorf("dht: tls transport: bad protocol version %d", v)
+		}
+	}
+	if cfg.MaxMessage == 0 {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.MaxMessage < 0 {
+		return nil, fmt.Errorf("dht: tls transport: negative MaxMessage %d", cfg.MaxMessage)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cert, err := cfg.Identity.tlsCertificate()
+	if err != nil {
+		return nil, err
+	}
+	t := &TLSTransport{
+		cfg:      cfg,
+		self:     Peer{ID: cfg.Identity.ID()},
+		cert:     cert,
+		log:      log,
+		clients:  make(map[Peer]*http.Client),
+		versions: make(map[string]int),
+		admitted: make(map[[32]byte]verdict),
+	}
+	if cfg.Addr != "" {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("dht: listen: %w", err)
+		}
+		t.ln = ln
+		t.self.Addr = ln.Addr().String()
+	}
+	if cfg.AdvertiseAddr != "" {
+		t.self.Addr = cfg.AdvertiseAddr
+	}
+	return t, nil
+}
+
+// Local returns this transport's node ID and advertised address.
+func (t *TLSTransport) Local() Peer { return t.self }
+
+// Meter returns the transport's traffic counters.
+func (t *TLSTransport) Meter() *Meter { return &t.met }
+
+// Versions returns the protocol versions the transport speaks, newest
+// first.
+func (t *TLSTransport) Versions() []int { return slices.Clone(t.cfg.Versions) }
+
+func (t *TLSTransport) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{t.cert},
+		NextProtos:   []string{"h2"},
+	}
+}
+
+// Serve answers calls with d until ctx ends. A transport serves once.
+func (t *TLSTransport) Serve(ctx context.Context, d Dispatcher) error {
+	t.mu.Lock()
+	switch {
+	case t.ln == nil:
+		t.mu.Unlock()
+		return errors.New("dht: serve: transport has no listener (TLSConfig.Addr is empty)")
+	case t.closed:
+		t.mu.Unlock()
+		return ErrClosed
+	case t.serving:
+		t.mu.Unlock()
+		return errors.New("dht: serve: already serving")
+	}
+	t.serving = true
+	t.mu.Unlock()
+
+	conf := t.tlsConfig()
+	conf.ClientAuth = tls.RequireAnyClientCert
+	// Admission is checked per request (see admit), not in the handshake,
+	// so a refused caller learns why instead of seeing a bare TLS alert.
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.serveHTTP(w, r, d) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP2(true)
+	srv.TLSConfig = conf
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(t.ln, conf)) }()
+	select {
+	case <-ctx.Done():
+		srv.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("dht: serve %s: %w", t.self.Addr, err)
+	}
+}
+
+func (t *TLSTransport) serveHTTP(w http.ResponseWriter, r *http.Request, d Dispatcher) {
+	method, ok := strings.CutPrefix(r.URL.Path, rpcPrefix)
+	if r.Method != http.MethodPost || !ok || method == "" {
+		http.Error(w, "not a voicering rpc", statusUnknownMethod)
+		return
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		http.Error(w, "no client certificate", http.StatusForbidden)
+		return
+	}
+	from, err := t.admit(r.TLS.PeerCertificates)
+	if err != nil {
+		t.log.Info("refused caller", "err", err)
+		http.Error(w, err.Error(), statusNotAdmitted)
+		return
+	}
+	ver, err := strconv.Atoi(r.Header.Get(headerVersion))
+	if err != nil || !slices.Contains(t.cfg.Versions, ver) {
+		w.Header().Set(headerVersions, joinInts(t.cfg.Versions))
+		http.Error(w, fmt.Sprintf("protocol version %q not served; this peer speaks %s", r.Header.Get(headerVersion), joinInts(t.cfg.Versions)), statusVersion)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(t.cfg.MaxMessage)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, fmt.Sprintf("request body over %d bytes", t.cfg.MaxMessage), statusTooLarge)
+			return
+		}
+		http.Error(w, "read request body: "+err.Error(), statusBadRequest)
+		return
+	}
+	resp, err := d.Dispatch(r.Context(), &Request{From: from, Version: ver, Method: method, Body: body})
+	if err == nil && len(resp) > t.cfg.MaxMessage {
+		err = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(resp))
+	}
+	t.met.Add(from, len(resp), len(method)+len(body))
+	if err != nil {
+		http.Error(w, err.Error(), statusOf(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(resp)
+}
+
+// admit checks a caller's certificate chain (see verifyPeer), caching
+// verdicts by leaf certificate.
+func (t *TLSTransport) admit(chain []*x509.Certificate) (ID, error) {
+	key := sha256.Sum256(chain[0].Raw)
+	t.mu.Lock()
+	v, ok := t.admitted[key]
+	t.mu.Unlock()
+	if ok {
+		return v.id, v.err
+	}
+	raw := make([][]byte, len(chain))
+	for i, c := range chain {
+		raw[i] = c.Raw
+	}
+	id, err := verifyPeer(raw, t.cfg.CA)
+	t.mu.Lock()
+	if len(t.admitted) >= maxClients {
+		clear(t.admitted)
+	}
+	t.admitted[key] = verdict{id, err}
+	t.mu.Unlock()
+	return id, err
+}
+
+type verdict struct {
+	id  ID
+	err error
+}
+
+func joinInts(vs []int) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+// client returns the HTTP client for peer to, whose TLS check insists on
+// to.ID (unless zero).
+func (t *TLSTransport) client(to Peer) (*http.Client, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	if c := t.clients[to]; c != nil {
+		return c, nil
+	}
+	if len(t.clients) >= maxClients {
+		for p, c := range t.clients { // map order: an arbitrary victim
+			c.CloseIdleConnections()
+			delete(t.clients, p)
+			break
+		}
+	}
+	conf := t.tlsConfig()
+	conf.InsecureSkipVerify = true // verifyPeer below does the checking that matters
+	ca := t.cfg.CA
+	conf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		id, err := verifyPeer(raw, ca)
+		if err != nil {
+			return err
+		}
+		if !to.ID.IsZero() && id != to.ID {
+			return fmt.Errorf("%w: %s answered as node %s", ErrPeerID, to, id.Short())
+		}
+		return nil
+	}
+	tr := &http.Transport{
+		TLSClientConfig:        conf,
+		ForceAttemptHTTP2:      true,
+		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:    10 * time.Second,
+		IdleConnTimeout:        2 * time.Minute,
+		MaxResponseHeaderBytes: 16 << 10,
+	}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP2(true)
+	c := &http.Client{Transport: tr}
+	t.clients[to] = c
+	return c, nil
+}
+
+// Call sends a request to method on peer to. It speaks the newest version
+// both sides know: on a version refusal it retries once in the newest
+// common version and remembers it for the peer's address.
+func (t *TLSTransport) Call(ctx context.Context, to Peer, method string, body []byte) ([]byte, error) {
+	if len(body) > t.cfg.MaxMessage {
+		return nil, fmt.Errorf("dht: call %s on %s: %w: request of %d bytes", method, to, ErrTooLarge, len(body))
+	}
+	c, err := t.client(to)
+	if err != nil {
+		return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, err)
+	}
+	t.mu.Lock()
+	v, ok := t.versions[to.Addr]
+	t.mu.Unlock()
+	if !ok {
+		v = t.cfg.Versions[0]
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := t.do(ctx, c, to, method, body, v)
+		var re *RemoteError
+		if attempt == 0 && errors.As(err, &re) && re.Status == statusVersion {
+			if nv := newestCommon(t.cfg.Versions, re.Message); nv > 0 && nv != v {
+				t.mu.Lock()
+				t.versions[to.Addr] = nv
+				t.mu.Unlock()
+				v = nv
+				continue
+			}
+		}
+		return resp, err
+	}
+}
+
+// newestCommon returns the newest of ours among the comma-separated
+// versions in served, or 0.
+func newestCommon(ours []int, served string) int {
+	for _, v := range ours { // newest first
+		for _, s := range strings.Split(served, ",") {
+			if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n == v {
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+func (t *TLSTransport) do(ctx context.Context, c *http.Client, to Peer, method string, body []byte, v int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+to.Addr+rpcPrefix+method, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("dht: call %s on %s: %w: %v", method, to, ErrUnreachable, err)
+	}
+	req.Header.Set(headerVersion, strconv.Itoa(v))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.Do(req)
+	if err != nil {
+		var op *net.OpError
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, ctx.Err())
+		case errors.Is(err, ErrPeerID), errors.Is(err, ErrNotAdmitted):
+			return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, unwrapURL(err))
+		case errors.As(err, &op) && op.Op == "remote error":
+			return nil, fmt.Errorf("dht: call %s on %s: %w: the peer refused the handshake (%v)", method, to, ErrNotAdmitted, op.Err)
+		}
+		return nil, fmt.Errorf("dht: call %s on %s: %w: %v", method, to, ErrUnreachable, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	from := to.ID
+	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		if pub, ok := resp.TLS.PeerCertificates[0].PublicKey.(ed25519.PublicKey); ok {
+			from = IDOf(pub)
+		}
+	}
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.cfg.MaxMessage)+1))
+	t.met.Add(from, len(method)+len(body), len(rb))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, ctx.Err())
+		}
+		return nil, fmt.Errorf("dht: call %s on %s: %w: read response: %v", method, to, ErrUnreachable, err)
+	}
+	if len(rb) > t.cfg.MaxMessage {
+		return nil, fmt.Errorf("dht: call %s on %s: %w: response over %d bytes", method, to, ErrTooLarge, t.cfg.MaxMessage)
+	}
+	if resp.StatusCode != statusOK {
+		msg := strings.TrimSpace(string(rb))
+		if resp.StatusCode == statusVersion {
+			msg = resp.Header.Get(headerVersions)
+		}
+		if len(msg) > 512 {
+			msg = msg[:512]
+		}
+		return nil, &RemoteError{Peer: to, Method: method, Status: resp.StatusCode, Message: msg}
+	}
+	return rb, nil
+}
+
+// unwrapURL drops net/http's url.Error wrapper, whose message repeats
+// the URL we already name.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Close stops listening (if Serve was never called) and drops idle
+// connections; later calls fail with ErrClosed.
+func (t *TLSTransport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	for p, c := range t.clients {
+		c.CloseIdleConnections()
+		delete(t.clients, p)
+	}
+	if t.ln != nil && !t.serving {
+		return t.ln.Close()
+	}
+	return nil
+}
