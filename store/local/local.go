@@ -1,7 +1,19 @@
 // Package local is the store of one peer on its own disk, built on badger
 // (github.com/dgraph-io/badger/v4). A *Store implements store.Shards and
-// store.Records; see package store for the contract and doc.go there for the
-// design (key layout, durability, memory).
+// store.Records; see package store for the contract and its documentation
+// for the design (key layout, durability, memory).
+//
+// A node opens its store with Open, runs Run in its errgroup until shutdown,
+// then calls Close once Run has returned:
+//
+//	s, err := local.Open(dir, local.Config{Logger: log})
+//	if err != nil { … }
+//	g.Go(func() error { return s.Run(ctx) })
+//	err = g.Wait()
+//	s.Close()
+//
+// Only one process may open a directory at a time; a second gets an error
+// wrapping ErrLocked that says another voicering node probably runs there.
 package local
 
 import (
@@ -117,6 +129,11 @@ var (
 // wrapping ErrLocked otherwise. A directory written by a newer voicering, or
 // holding some other badger database, fails with ErrFormat.
 func Open(dir string, cfg Config) (*Store, error) {
+	return open(dir, cfg, badgerOptions)
+}
+
+// open is Open with the badger options made by tune; tests compare tunings.
+func open(dir string, cfg Config, tune func(dir string, cfg Config, log badger.Logger) badger.Options) (*Store, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("store: open: %w: empty directory path", store.ErrInvalid)
 	}
@@ -130,7 +147,7 @@ func Open(dir string, cfg Config) (*Store, error) {
 		s.gcInterval = defaultGCInterval
 	}
 
-	db, err := badger.Open(badgerOptions(dir, cfg, badgerLogger{log}))
+	db, err := badger.Open(tune(dir, cfg, badgerLogger{log}))
 	if err != nil {
 		// badger flattens the flock error into text.
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
