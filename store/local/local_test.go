@@ -374,3 +374,28 @@ func TestRunDisabled(t *testing.T) {
 		t.Errorf("Run: got %v, want nil", err)
 	}
 }
+
+// levels is a slog.Handler that records the level and message of each
+// record.
+type levels struct{ got []string }
+
+func (h *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levels) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *levels) WithGroup(string) slog.Handler            { return h }
+func (h *levels) Handle(_ context.Context, r slog.Record) error {
+	h.got = append(h.got, r.Level.String()+" "+r.Message)
+	return nil
+}
+
+func TestBadgerLogger(t *testing.T) {
+	h := &levels{}
+	l := badgerLogger{slog.New(h)}
+	l.Errorf("disk %s\n", "full")
+	l.Warningf("slow %d", 3)
+	l.Infof("chatter")
+	l.Debugf("more chatter")
+	want := []string{"ERROR disk full", "WARN slow 3"}
+	if strings.Join(h.got, "|") != strings.Join(want, "|") {
+		t.Errorf("logged %q, want %q", h.got, want)
+	}
+}
