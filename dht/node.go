@@ -36,8 +36,9 @@ type Config struct {
 	// PingPeriod is the keep-alive period: the predecessor and successors
 	// not heard from for this long are pinged. Zero: 2s.
 	PingPeriod time.Duration
-	// MergePeriod spaces lookups of the node's own ID through Bootstrap,
-	// which merge rings split by a partition. Zero: 30s; negative: never.
+	// MergePeriod spaces lookups of the node's own ID through Bootstrap
+	// and a random finger, which merge rings split by a partition or
+	// tangled by concurrent joins. Zero: 15s; negative: never.
 	MergePeriod time.Duration
 	// MinTimeout and MaxTimeout bound the RTT-based timeout of ring calls
 	// (srtt + 4·rttvar, doubled per consecutive failure); InitialTimeout
@@ -91,7 +92,7 @@ func (c *Config) fill() error {
 		return fmt.Errorf("dht: node: DeadAfter = %d, want ≥ 1", c.DeadAfter)
 	}
 	if c.MergePeriod == 0 {
-		c.MergePeriod = 30 * time.Second
+		c.MergePeriod = 15 * time.Second
 	}
 	for _, e := range []error{
 		def(&c.StabilizePeriod, time.Second, "StabilizePeriod"),
@@ -234,7 +235,7 @@ func (n *Node) Run(ctx context.Context) error {
 	wg.Go(func() { n.stabilizeLoop(ctx) })
 	wg.Go(func() { n.periodic(ctx, n.cfg.FixFingersPeriod, n.fixFingers) })
 	wg.Go(func() { n.periodic(ctx, n.cfg.PingPeriod, n.keepAlive) })
-	if n.cfg.MergePeriod > 0 && len(n.cfg.Bootstrap) > 0 {
+	if n.cfg.MergePeriod > 0 {
 		wg.Go(func() { n.periodic(ctx, n.cfg.MergePeriod, n.merge) })
 	}
 	wg.Wait()
@@ -549,6 +550,22 @@ func (n *Node) stabilize(ctx context.Context) {
 			n.log.Debug("bad state answer", "peer", s, "err", err)
 			return
 		}
+		// Walk back over peers that joined between us and s, so a burst
+		// of joins settles in one round instead of one per round.
+		for range maxWalkBack {
+			if !st.HasPred || st.Pred.ID == n.self.ID || !Between(st.Pred.ID, n.self.ID, s.ID) || !n.usable(st.Pred.ID) {
+				break
+			}
+			b, err := n.ctl(ctx, st.Pred, methodState, nil)
+			if err != nil {
+				break
+			}
+			pst, err := decodeState(b)
+			if err != nil {
+				break
+			}
+			s, st = st.Pred, pst
+		}
 		n.mu.Lock()
 		list := make([]Peer, 0, len(st.Successors)+2)
 		if st.HasPred && st.Pred.ID != n.self.ID && Between(st.Pred.ID, n.self.ID, s.ID) && n.usable(st.Pred.ID) {
@@ -575,13 +592,21 @@ func (n *Node) stabilize(ctx context.Context) {
 	}
 }
 
-// keepAlive pings the predecessor and successors not heard from within
-// PingPeriod; the failure detector does the rest.
+// maxWalkBack bounds the peers one stabilize round steps back over.
+const maxWalkBack = 8
+
+// keepAliveSuccessors is how many successors keepAlive watches. Deeper
+// entries are watched by the peers before them, and their death reaches
+// this node's list through stabilization, one hop per round.
+const keepAliveSuccessors = 3
+
+// keepAlive pings the predecessor and first successors not heard from
+// within PingPeriod; the failure detector does the rest.
 func (n *Node) keepAlive(ctx context.Context) {
 	now := time.Now()
 	n.fd.gc(now, 10*n.cfg.PingPeriod+n.cfg.DeadMemory)
 	n.mu.Lock()
-	targets := slices.Clone(n.succ)
+	targets := slices.Clone(n.succ[:min(keepAliveSuccessors, len(n.succ))])
 	if n.hasPred && !slices.Contains(targets, n.pred) {
 		targets = append(targets, n.pred)
 	}
@@ -654,7 +679,25 @@ func (n *Node) fixFingers(ctx context.Context) {
 // partition, or joins through different peers): adopting it merges the
 // rings, and stabilization does the rest.
 func (n *Node) merge(ctx context.Context) {
-	peers, _, err := iterate(ctx, n, n.self.ID, 2, n.cfg.Alpha, n.bootstrapPeers())
+	starts := n.bootstrapPeers()
+	n.mu.Lock()
+	var fingers []Peer
+	for i := range n.fingers {
+		if n.hasFinger[i] && n.usable(n.fingers[i].ID) && !slices.Contains(fingers, n.fingers[i]) {
+			fingers = append(fingers, n.fingers[i])
+		}
+	}
+	n.mu.Unlock()
+	if len(fingers) > 0 {
+		n.rmu.Lock()
+		f := fingers[n.rng.IntN(len(fingers))]
+		n.rmu.Unlock()
+		starts = append(starts, f)
+	}
+	if len(starts) == 0 {
+		return
+	}
+	peers, _, err := iterate(ctx, n, n.self.ID, 2, n.cfg.Alpha, starts)
 	if err != nil {
 		return
 	}

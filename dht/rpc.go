@@ -76,6 +76,12 @@ func (e *RemoteError) Unwrap() error {
 	return ErrRemote
 }
 
+// NewRemoteError returns the error a caller of method on peer sees when
+// the peer's handler failed with handlerErr, as transports report it.
+func NewRemoteError(peer Peer, method string, handlerErr error) *RemoteError {
+	return &RemoteError{Peer: peer, Method: method, Status: statusOf(handlerErr), Message: handlerErr.Error()}
+}
+
 // Status codes on the wire (HTTP status codes).
 const (
 	statusOK            = 200
