@@ -175,36 +175,50 @@ func distinct(ps []Peer, n int) []Peer {
 }
 
 // extend completes peers to n entries by asking the last one for its own
-// successors, for n longer than a successor list. It stops early when
-// the ring wraps around (fewer than n peers exist) or a peer fails to
-// answer, returning what it has.
+// successors, for n longer than a successor list. If the last peer does
+// not answer, it asks the one before (whose list skips a dead peer). It
+// stops when the ring wraps around (fewer than n peers exist) and fails
+// only if no peer near the end of the list answers.
 func extend(ctx context.Context, f finder, peers []Peer, n int, st *LookupStats) ([]Peer, LookupStats, error) {
 	for len(peers) < n {
-		last := peers[len(peers)-1]
-		st.Calls++
-		st.Hops++
-		resp, err := f.find(ctx, last, last.ID, min(n-len(peers)+1, maxLookupN))
-		if err != nil {
-			st.Failures++
-			break
-		}
-		grew := false
-		for _, p := range resp.Peers {
-			if p.ID == last.ID {
-				continue
-			}
-			if slices.ContainsFunc(peers, func(q Peer) bool { return q.ID == p.ID }) {
-				return peers, *st, nil // wrapped around the ring
-			}
-			peers = append(peers, p)
-			grew = true
-			if len(peers) == n {
+		var (
+			resp findResp
+			err  error
+			base = -1
+		)
+		for j := len(peers) - 1; j >= 0 && j >= len(peers)-3; j-- {
+			st.Calls++
+			resp, err = f.find(ctx, peers[j], peers[j].ID, min(n-j, maxLookupN))
+			if err == nil {
+				base = j
 				break
 			}
+			st.Failures++
 		}
-		if !grew {
+		if base < 0 {
+			return peers, *st, fmt.Errorf("%w: extending the successor list: %w", ErrNoPeers, err)
+		}
+		st.Hops++
+		next := slices.Clone(peers[:base+1])
+		for _, p := range resp.Peers {
+			if len(next) == n {
+				break
+			}
+			if slices.ContainsFunc(next, func(q Peer) bool { return q.ID == p.ID }) {
+				if p.ID == next[base].ID {
+					continue
+				}
+				break // wrapped around the ring
+			}
+			next = append(next, p)
+		}
+		if len(next) <= len(peers) {
+			if len(next) < len(peers) {
+				peers = next // a dead peer dropped out
+			}
 			break
 		}
+		peers = next
 	}
 	return peers, *st, nil
 }

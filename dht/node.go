@@ -147,6 +147,7 @@ type Node struct {
 	nextFinger int
 	joined     bool
 	subs       map[*subscription]struct{}
+	lost       map[ID]*lostPeer // dead peers retried with back-off, to heal partitions
 
 	lmu     sync.Mutex
 	cancel  context.CancelFunc
@@ -167,6 +168,7 @@ func New(cfg Config) (*Node, error) {
 		log:  cfg.Logger,
 		rng:  rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		subs: make(map[*subscription]struct{}),
+		lost: make(map[ID]*lostPeer),
 		done: make(chan struct{}),
 		fd: detector{
 			min: cfg.MinTimeout, max: cfg.MaxTimeout, initial: cfg.InitialTimeout,
@@ -326,6 +328,9 @@ func (n *Node) observe(ctx context.Context, to Peer, rtt time.Duration, err erro
 		}
 		if old := n.fd.ok(to.ID, rtt, now); old != Alive {
 			n.log.Info("peer alive", "peer", to)
+			n.mu.Lock()
+			delete(n.lost, to.ID)
+			n.mu.Unlock()
 		}
 	case ctx.Err() != nil:
 		// our own cancellation says nothing about the peer
@@ -337,6 +342,7 @@ func (n *Node) observe(ctx context.Context, to Peer, rtt time.Duration, err erro
 		switch cur {
 		case Suspected:
 			n.log.Info("peer suspected", "peer", to, "err", err)
+			n.remember(to, now) // it may drop out of our tables before it is declared dead
 		case Dead:
 			n.log.Info("peer dead", "peer", to, "err", err)
 			n.forget(to.ID)
@@ -361,6 +367,67 @@ func (n *Node) forget(id ID) {
 		}
 	}
 	n.setLocked(pred, hasPred, succ)
+}
+
+// maxLost bounds the dead peers remembered for retries, and
+// maxLostAttempts the retries of each (the last ones MaxBackoff apart).
+const (
+	maxLost         = 64
+	maxLostAttempts = 16
+)
+
+type lostPeer struct {
+	p       Peer
+	attempt int
+	next    time.Time
+}
+
+// remember keeps a dead peer to retry with back-off: if it was cut off
+// by a partition, reaching it again is how the two rings find each other.
+func (n *Node) remember(p Peer, now time.Time) {
+	d := n.backoff(0)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.lost) >= maxLost {
+		var oldest ID
+		var first *lostPeer
+		for id, l := range n.lost {
+			if first == nil || l.attempt > first.attempt {
+				oldest, first = id, l
+			}
+		}
+		delete(n.lost, oldest)
+	}
+	if _, ok := n.lost[p.ID]; !ok {
+		n.lost[p.ID] = &lostPeer{p: p, next: now.Add(d)}
+	}
+}
+
+// dueLost returns a remembered dead peer due for a retry, and schedules
+// its next one.
+func (n *Node) dueLost(now time.Time) (Peer, bool) {
+	n.mu.Lock()
+	var due *lostPeer
+	for _, l := range n.lost {
+		if !now.Before(l.next) && (due == nil || l.next.Before(due.next)) {
+			due = l
+		}
+	}
+	if due == nil {
+		n.mu.Unlock()
+		return Peer{}, false
+	}
+	due.attempt++
+	attempt := due.attempt
+	if attempt > maxLostAttempts {
+		delete(n.lost, due.p.ID) // gone for good, most likely
+	}
+	n.mu.Unlock()
+	d := n.backoff(attempt)
+	n.mu.Lock()
+	due.next = now.Add(d)
+	n.mu.Unlock()
+	return due.p, true
 }
 
 // setLocked installs a new neighbourhood, logs what changed and tells
@@ -674,8 +741,9 @@ func (n *Node) fixFingers(ctx context.Context) {
 	}
 }
 
-// merge looks the node's own ID up through the bootstrap peers. A closer
-// successor than the current one means the ring was split (by a
+// merge looks the node's own ID up through the bootstrap peers and a
+// random finger, and from one remembered dead peer due for a retry. A
+// closer successor than the current one means the ring was split (by a
 // partition, or joins through different peers): adopting it merges the
 // rings, and stabilization does the rest.
 func (n *Node) merge(ctx context.Context) {
@@ -694,9 +762,17 @@ func (n *Node) merge(ctx context.Context) {
 		n.rmu.Unlock()
 		starts = append(starts, f)
 	}
-	if len(starts) == 0 {
-		return
+	if len(starts) > 0 {
+		n.mergeFrom(ctx, starts)
 	}
+	if p, ok := n.dueLost(time.Now()); ok {
+		n.mergeFrom(ctx, []Peer{p})
+	}
+}
+
+// mergeFrom looks the node's own ID up from starts and adopts a closer
+// successor than its own.
+func (n *Node) mergeFrom(ctx context.Context, starts []Peer) {
 	peers, _, err := iterate(ctx, n, n.self.ID, 2, n.cfg.Alpha, starts)
 	if err != nil {
 		return

@@ -64,9 +64,9 @@ func Fast() dht.Config {
 		FixFingersPeriod: 50 * time.Millisecond,
 		PingPeriod:       100 * time.Millisecond,
 		MergePeriod:      time.Second,
-		MinTimeout:       50 * time.Millisecond,
-		MaxTimeout:       time.Second,
-		InitialTimeout:   500 * time.Millisecond,
+		MinTimeout:       200 * time.Millisecond,
+		MaxTimeout:       2 * time.Second,
+		InitialTimeout:   time.Second,
 		DeadMemory:       time.Second,
 		Backoff:          dht.Backoff{Initial: 50 * time.Millisecond, Max: time.Second},
 	}
