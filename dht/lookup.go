@@ -186,14 +186,20 @@ func extend(ctx context.Context, f finder, peers []Peer, n int, st *LookupStats)
 			err  error
 			base = -1
 		)
+	ask:
 		for j := len(peers) - 1; j >= 0 && j >= len(peers)-3; j-- {
-			st.Calls++
-			resp, err = f.find(ctx, peers[j], peers[j].ID, min(n-j, maxLookupN))
-			if err == nil {
-				base = j
-				break
+			for range 2 { // a second try gets a doubled timeout
+				st.Calls++
+				resp, err = f.find(ctx, peers[j], peers[j].ID, min(n-j, maxLookupN))
+				if err == nil {
+					base = j
+					break ask
+				}
+				st.Failures++
+				if ctx.Err() != nil {
+					return peers, *st, ctx.Err()
+				}
 			}
-			st.Failures++
 		}
 		if base < 0 {
 			return peers, *st, fmt.Errorf("%w: extending the successor list: %w", ErrNoPeers, err)

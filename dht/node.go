@@ -809,6 +809,12 @@ func (n *Node) Lookup(ctx context.Context, key ID, count int) ([]Peer, LookupSta
 		return nil, LookupStats{}, fmt.Errorf("dht: lookup: n = %d, want 1..%d", count, maxLookupN)
 	}
 	local := n.answer(key, count)
+	n.mu.Lock()
+	joining := !n.joined && len(n.succ) == 0 && !n.hasPred && len(n.bootstrapPeers()) > 0
+	n.mu.Unlock()
+	if joining {
+		local = findResp{} // alone only until the join succeeds: ask the ring
+	}
 	if local.Done {
 		var st LookupStats
 		peers, st, err := extend(ctx, n, local.Peers, count, &st)

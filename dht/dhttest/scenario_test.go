@@ -107,6 +107,9 @@ func TestTLSClosedRingRefusesUncertifiedPeer(t *testing.T) {
 	if !errors.Is(err, dht.ErrNoPeers) || !errors.Is(err, dht.ErrNotAdmitted) {
 		t.Errorf("uncertified lookup: err = %v, want ErrNoPeers and ErrNotAdmitted", err)
 	}
+	if _, _, err := n.Lookup(ctxFor(t, 10*time.Second), dht.Key("x"), 1); !errors.Is(err, dht.ErrNotAdmitted) {
+		t.Errorf("uncertified node's lookup: err = %v, want ErrNotAdmitted", err)
+	}
 	// Its join attempts are refused and nobody lists it.
 	if err := c.WaitFor("join attempts", 10*time.Second, func() error {
 		if got := tr.Meter().Total().Calls; got < 4 {

@@ -2,8 +2,13 @@ package dhttest_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -44,20 +49,105 @@ func checkLookups(t *testing.T, c *dhttest.Cluster, perPeer int) dhttest.LookupR
 	return res
 }
 
+// -sim.sizes picks the ring sizes of the simulations; the default fits
+// the test time budget under -race. The figures in the package doc come
+// from: go test ./dht/dhttest -run Sim -v -sim.sizes=32,128,1000
+var simSizes = flag.String("sim.sizes", "32,128,256", "comma-separated ring sizes for TestSimLookups; the largest also runs TestSimMassRestart")
+
+func sizes(t *testing.T) []int {
+	var ns []int
+	for _, f := range strings.Split(*simSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			t.Fatalf("bad -sim.sizes entry %q", f)
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
+
 func TestSimLookups(t *testing.T) {
-	for _, n := range []int{32, 128, 256} {
+	for _, n := range sizes(t) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			simulate(t, n, uint64(n), func(t *testing.T, c *dhttest.Cluster) {
-				res := checkLookups(t, c, 4)
-				// replica sets too: the first 5 peers clockwise
+				checkLookups(t, c, 4)
+				// replica sets too: the first 20 peers clockwise, longer
+				// than a successor list
 				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 				defer cancel()
-				if _, err := c.CheckLookups(ctx, 1, 5); err != nil {
+				if _, err := c.CheckLookups(ctx, 1, 20); err != nil {
 					t.Fatal(err)
 				}
-				_ = res
-				_ = dht.ID{}
+				if got, n := c.Peer(0).Node().EstimateSize(), float64(n); got < n/3 || got > 3*n {
+					t.Errorf("estimated size = %.0f, want within 3× of %.0f", got, n)
+				} else {
+					t.Logf("N=%d: peer 0 estimates %.0f peers", int(n), got)
+				}
 			})
 		})
 	}
+}
+
+// TestSimMassRestart kills half the ring at once and restarts the dead
+// half at random moments within a minute (the 2007 Skype outage, scaled
+// down), then checks that the ring reconverges and every lookup is right
+// again. It logs the control traffic per live peer: steady state, the
+// peak second, and the time to reconverge (all simulated time).
+func TestSimMassRestart(t *testing.T) {
+	n := slices.Max(sizes(t))
+	if n > 128 && !testing.Short() && *simSizes == "32,128,256" {
+		n = 128 // the default run keeps the restart storm small under -race
+	}
+	const window = time.Minute
+	simulate(t, n, 7, func(t *testing.T, c *dhttest.Cluster) {
+		rng := rand.New(rand.NewPCG(7, 7))
+		perSecond := func(from, to dht.Traffic, secs float64, peers int) float64 {
+			return float64(to.Sent-from.Sent) / secs / float64(peers)
+		}
+		t0 := c.Traffic()
+		time.Sleep(30 * time.Second)
+		steady := perSecond(t0, c.Traffic(), 30, n)
+
+		victims := rng.Perm(n)[:n/2]
+		at := map[int]time.Duration{}
+		for _, v := range victims {
+			at[v] = time.Duration(rng.Int64N(int64(window)))
+		}
+		start := time.Now()
+		for _, v := range victims {
+			c.Stop(v)
+		}
+		peak, peakAt := 0.0, time.Duration(0)
+		last := c.Traffic()
+		converged := time.Duration(0)
+		for sec := 1; converged == 0; sec++ {
+			time.Sleep(time.Second)
+			for _, v := range victims {
+				if at[v] < time.Since(start) && !c.Peer(v).Running() {
+					if err := c.Restart(v); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			cur := c.Traffic()
+			if r := perSecond(last, cur, 1, len(c.Live())); r > peak {
+				peak, peakAt = r, time.Since(start)
+			}
+			last = cur
+			if time.Since(start) > window && c.Converged() == nil {
+				converged = time.Since(start)
+			}
+			if sec > 600 {
+				t.Fatalf("not converged 10 minutes after the restart storm: %v", c.Converged())
+			}
+		}
+		t.Logf("N=%d, %d killed at once, restarted within %v: reconverged %v after the kill (%v after the last restart)",
+			n, len(victims), window, converged.Round(time.Second), (converged - window).Round(time.Second))
+		t.Logf("control traffic per live peer: steady %.0f B/s, peak %.0f B/s (%.1f× steady, %v after the kill)",
+			steady, peak, peak/steady, peakAt.Round(time.Second))
+		checkLookups(t, c, 2)
+		t1 := c.Traffic()
+		time.Sleep(30 * time.Second)
+		t.Logf("control traffic per live peer after reconvergence: %.0f B/s", perSecond(t1, c.Traffic(), 30, n))
+	})
 }
