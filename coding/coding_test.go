@@ -303,3 +303,29 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+func TestRebuild(t *testing.T) {
+	// Any Needed shards rebuild every missing one, parity included,
+	// byte for byte, without the key.
+	st := encodeBytes(t, randomBytes(8, 9000), testKey(8), Params{Scheme: Scheme{3, 6}, SegmentSize: 4096})
+	for _, keep := range [][]int{{0, 1, 2}, {3, 4, 5}, {0, 4, 5}} {
+		c := st.m.Collect(1)
+		for _, i := range keep {
+			c.Offer(i, st.shards[1][i])
+		}
+		got, err := c.Rebuild()
+		if err != nil {
+			t.Fatalf("Rebuild from %v: %v", keep, err)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], st.shards[1][i]) {
+				t.Fatalf("Rebuild from %v: shard %d differs", keep, i)
+			}
+		}
+	}
+	c := st.m.Collect(0)
+	c.Offer(0, st.shards[0][0])
+	if _, err := c.Rebuild(); !errors.Is(err, ErrTooFewShards) {
+		t.Fatalf("Rebuild from one shard: %v, want ErrTooFewShards", err)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/klauspost/reedsolomon"
 )
 
 // ErrTooFewShards is matched (errors.Is) by every *ShardError: a segment
@@ -255,4 +257,35 @@ func (d *Decoder) Decode(ctx context.Context, w io.Writer, fetch Fetch) error {
 		return nil
 	}
 	return ordered(ctx, d.workers, next, work, done)
+}
+
+// Rebuild returns all Total shards of the segment c collected, rebuilding
+// the missing ones (data or parity) from the good ones. It needs no key:
+// shards are coded ciphertext, so a repairing peer never sees plaintext.
+// Every rebuilt shard is checked against the manifest before it is returned.
+// Errors: a *ShardError when c has too few good shards; ErrCorruptShard if a
+// rebuilt shard does not match (the manifest itself is inconsistent).
+func (c *Collector) Rebuild() ([][]byte, error) {
+	if err := c.Err(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	shards := slices.Clone(c.shards)
+	c.mu.Unlock()
+	s := c.m.Scheme
+	if slices.ContainsFunc(shards, func(b []byte) bool { return b == nil }) {
+		rs, err := reedsolomon.New(s.Needed, s.Parity())
+		if err != nil {
+			return nil, fmt.Errorf("coding: segment %d: rebuild: %w", c.segment, err)
+		}
+		if err := rs.Reconstruct(shards); err != nil {
+			return nil, fmt.Errorf("coding: segment %d: rebuild: %w", c.segment, err)
+		}
+	}
+	for i, sh := range shards {
+		if !c.m.CheckShard(c.segment, i, sh) {
+			return nil, fmt.Errorf("coding: segment %d: rebuilt %w: shard %d", c.segment, ErrCorruptShard, i)
+		}
+	}
+	return shards, nil
 }

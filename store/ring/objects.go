@@ -1,0 +1,437 @@
+package ring
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/voicering/voicering/coding"
+	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/store"
+)
+
+// ObjectsConfig configures Objects.
+type ObjectsConfig struct {
+	// Locator finds placement sets. Required.
+	Locator Locator
+	// Dial reaches a peer's store. Required.
+	Dial Dialer
+	// Records holds manifests, on the replica set of each object's
+	// storage index. Required.
+	Records *Records
+	// Spare is how many successors beyond a scheme's Total a put may fall
+	// back on when a placement peer fails, and a get also asks (shards
+	// drift one peer along when a peer dies, until repair moves them).
+	// Zero: 4.
+	Spare int
+	// CallTimeout bounds each shard call to one peer. Zero: 30s.
+	CallTimeout time.Duration
+	// Workers is how many segments a get fetches and decodes at once.
+	// Zero: coding's default.
+	Workers int
+	// Logger receives corrupt shards (naming the peer) and failed calls.
+	// Nil: discarded.
+	Logger *slog.Logger
+}
+
+// Objects puts and gets erasure-coded objects on the ring. It is safe for
+// concurrent use.
+type Objects struct {
+	cfg     ObjectsConfig
+	corrupt atomic.Uint64
+	read    atomic.Uint64
+}
+
+// NewObjects returns Objects with cfg's defaults filled in.
+func NewObjects(cfg ObjectsConfig) (*Objects, error) {
+	if cfg.Locator == nil || cfg.Dial == nil || cfg.Records == nil {
+		return nil, errors.New("ring: objects: Locator, Dial and Records are required")
+	}
+	if cfg.Spare == 0 {
+		cfg.Spare = 4
+	}
+	if cfg.Spare < 0 {
+		return nil, fmt.Errorf("ring: objects: negative Spare %d", cfg.Spare)
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Objects{cfg: cfg}, nil
+}
+
+// Errors callers act on.
+var (
+	// ErrTooFewPeers: the ring has fewer live peers than a scheme's Total,
+	// so a put cannot place every shard on a distinct peer.
+	ErrTooFewPeers = errors.New("too few live peers for the scheme")
+	// ErrNotFound: no manifest is stored for the cap (never put, removed,
+	// or put on another ring).
+	ErrNotFound = errors.New("no such object")
+)
+
+// Counters reports what this Objects has seen since it was made.
+type Counters struct {
+	CorruptShards uint64 // shards that did not match their manifest hash
+	ShardBytes    uint64 // shard bytes received from peers by gets
+}
+
+// Counters returns the counters.
+func (o *Objects) Counters() Counters {
+	return Counters{CorruptShards: o.corrupt.Load(), ShardBytes: o.read.Load()}
+}
+
+// PlacementKey is where segment s of the object stored under si is placed:
+// shard i goes to the i-th live peer clockwise from it. Each segment has its
+// own key, so a large object spreads over the whole ring.
+func PlacementKey(si coding.StorageIndex, s int) dht.ID {
+	h := sha256.New()
+	h.Write([]byte("voicering/placement/v1\x00"))
+	h.Write(si[:])
+	h.Write(binary.BigEndian.AppendUint32(nil, uint32(s)))
+	return dht.ID(h.Sum(nil))
+}
+
+// manifestEntry names chunk i of a manifest in its record. A manifest
+// (up to coding.MaxManifestSize) is cut into entries of at most
+// store.MaxValueSize bytes.
+func manifestEntry(i int) string { return fmt.Sprintf("manifest/%04d", i) }
+
+// Put stores the object read from r, coded as p says, and returns its cap
+// and manifest. It returns only when every shard of every segment is stored
+// on a distinct peer and the manifest on a majority of its replicas, so the
+// object survives the loss of any Total−Needed peers right after. On error
+// it deletes what it placed (best effort): nothing reachable is left, and
+// no cap is returned.
+//
+// Errors: ErrTooFewPeers (with how many peers the scheme needs); the
+// coding errors of bad Params; a read error; failures to place a shard
+// even on a spare peer; the context's error.
+func (o *Objects) Put(ctx context.Context, r io.Reader, p coding.Params) (coding.Cap, *coding.Manifest, error) {
+	key, err := coding.NewKey(nil)
+	if err != nil {
+		return coding.Cap{}, nil, err
+	}
+	si := key.StorageIndex()
+	var placedMu sync.Mutex
+	var placed []store.ShardID
+	var placedOn []dht.Peer
+	m, err := coding.Encode(ctx, r, key, p, func(ctx context.Context, seg *coding.Segment) error {
+		peers, err := o.place(ctx, si, seg)
+		placedMu.Lock()
+		for i, peer := range peers {
+			if !peer.ID.IsZero() || peer.Addr != "" {
+				placed = append(placed, store.ShardID{Index: si, Segment: uint32(seg.Index), Shard: uint16(i)})
+				placedOn = append(placedOn, peer)
+			}
+		}
+		placedMu.Unlock()
+		return err
+	})
+	if err == nil {
+		err = o.putManifest(ctx, si, m)
+	}
+	if err != nil {
+		o.unplace(placed, placedOn)
+		return coding.Cap{}, nil, fmt.Errorf("ring: put: %w", err)
+	}
+	h, err := m.Hash()
+	if err != nil {
+		return coding.Cap{}, nil, fmt.Errorf("ring: put: %w", err)
+	}
+	return coding.Cap{Key: key, Manifest: h}, m, nil
+}
+
+// place stores the shards of one segment on its placement peers and returns,
+// for each shard index, the peer that holds it (zero where none does).
+func (o *Objects) place(ctx context.Context, si coding.StorageIndex, seg *coding.Segment) ([]dht.Peer, error) {
+	total := len(seg.Shards)
+	peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, seg.Index), total+o.cfg.Spare)
+	if err != nil {
+		return nil, fmt.Errorf("segment %d: look up placement: %w", seg.Index, err)
+	}
+	if len(peers) < total {
+		return nil, fmt.Errorf("%w: the ring has %d live peers and %d-shard coding needs %d; start more peers or lower --total", ErrTooFewPeers, len(peers), total, total)
+	}
+	holder := make([]dht.Peer, total)
+	spares := peers[total:]
+	todo := make([]int, total) // shard indexes still to place
+	for i := range todo {
+		todo[i] = i
+	}
+	target := slices.Clone(peers[:total])
+	var errs []error
+	for len(todo) > 0 {
+		results := make([]error, len(todo))
+		var wg sync.WaitGroup
+		for j, i := range todo {
+			wg.Go(func() {
+				cctx, cancel := context.WithTimeout(ctx, o.cfg.CallTimeout)
+				defer cancel()
+				id := store.ShardID{Index: si, Segment: uint32(seg.Index), Shard: uint16(i)}
+				results[j] = o.cfg.Dial(target[i]).PutShard(cctx, id, seg.Hashes[i], seg.Shards[i])
+			})
+		}
+		wg.Wait()
+		var failed []int
+		for j, i := range todo {
+			if results[j] == nil {
+				holder[i] = target[i]
+				continue
+			}
+			errs = append(errs, fmt.Errorf("shard %d on %s: %w", i, target[i], results[j]))
+			o.cfg.Logger.Warn("shard put failed; trying a spare peer", "segment", seg.Index, "shard", i, "peer", target[i], "err", results[j])
+			failed = append(failed, i)
+		}
+		if ctx.Err() != nil {
+			return holder, context.Cause(ctx)
+		}
+		if len(failed) > len(spares) {
+			return holder, fmt.Errorf("segment %d: %d shards could not be placed and %d spare peers remain: %w", seg.Index, len(failed), len(spares), errors.Join(errs...))
+		}
+		for _, i := range failed {
+			target[i], spares = spares[0], spares[1:]
+		}
+		todo = failed
+	}
+	return holder, nil
+}
+
+// unplace deletes shards a failed put placed, with a fresh deadline: the
+// put's context may be what failed.
+func (o *Objects) unplace(ids []store.ShardID, on []dht.Peer) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.CallTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			if err := o.cfg.Dial(on[i]).DeleteShard(ctx, id); err != nil {
+				o.cfg.Logger.Warn("could not delete a shard of a failed put", "shard", id, "peer", on[i], "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (o *Objects) putManifest(ctx context.Context, si coding.StorageIndex, m *coding.Manifest) error {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	var es []store.Entry
+	for i := 0; len(b) > 0; i++ {
+		n := min(len(b), store.MaxValueSize)
+		es = append(es, store.Entry{Name: manifestEntry(i), Value: b[:n]})
+		b = b[n:]
+	}
+	// One batch stays within the store's batch limits (a 4 MiB manifest
+	// is 256 entries but 4 MiB of values); write in slices that fit.
+	per := store.MaxBatchSize / (store.MaxValueSize + 32)
+	for len(es) > 0 {
+		n := min(len(es), per)
+		if err := o.cfg.Records.Put(ctx, store.Key(si), es[:n]...); err != nil {
+			return fmt.Errorf("store manifest: %w", err)
+		}
+		es = es[n:]
+	}
+	return nil
+}
+
+// Manifest fetches the manifest of the object c names, checked against the
+// cap. Errors: ErrNotFound; coding.ErrManifestMismatch when the replicas
+// return something else (a lying or damaged peer); record errors.
+func (o *Objects) Manifest(ctx context.Context, c coding.Cap) (*coding.Manifest, error) {
+	es, err := o.cfg.Records.Get(ctx, store.Key(c.StorageIndex()))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("ring: %w: nothing is stored for this cap (removed, never stored, or stored on another ring)", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ring: get manifest: %w", err)
+	}
+	var b []byte
+	for i, e := range manifestChunks(es) {
+		if e.Name != manifestEntry(i) {
+			return nil, fmt.Errorf("ring: get manifest: chunk %d missing (a put still in progress, or a damaged record)", i)
+		}
+		b = append(b, e.Value...)
+	}
+	m, err := c.Open(b)
+	if err != nil {
+		return nil, fmt.Errorf("ring: get manifest: %w", err)
+	}
+	return m, nil
+}
+
+// manifestChunks returns the manifest entries of a record, in order.
+func manifestChunks(es []store.Entry) []store.Entry {
+	out := slices.DeleteFunc(slices.Clone(es), func(e store.Entry) bool { return len(e.Name) != len(manifestEntry(0)) || e.Name[:9] != "manifest/" })
+	slices.SortFunc(out, func(a, b store.Entry) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Get writes the object c names to w. Segments are fetched ahead of the
+// writer; for each, every placement peer (and Spare more) is asked at once,
+// the first Needed shards that match the manifest are kept and the slower
+// requests cancelled. A shard that does not match is logged with its peer
+// and counted (Counters.CorruptShards), and another is used.
+//
+// Errors: ErrNotFound; a *coding.ShardError naming the segment and its
+// missing and corrupt shards when fewer than Needed good ones came;
+// coding.ErrDecrypt; a write error; the context's error.
+func (o *Objects) Get(ctx context.Context, c coding.Cap, w io.Writer) error {
+	m, err := o.Manifest(ctx, c)
+	if err != nil {
+		return err
+	}
+	d, err := coding.NewDecoder(c.Key, m, o.cfg.Workers)
+	if err != nil {
+		return fmt.Errorf("ring: get: %w", err)
+	}
+	if err := d.Decode(ctx, w, o.fetcher(c.StorageIndex(), m)); err != nil {
+		return fmt.Errorf("ring: get: %w", err)
+	}
+	return nil
+}
+
+// fetcher returns the coding.Fetch of an object's segments.
+func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fetch {
+	return func(ctx context.Context, c *coding.Collector) error {
+		s := c.Segment()
+		peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
+		if err != nil {
+			return fmt.Errorf("look up placement: %w", err)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var wg sync.WaitGroup
+		for pos, p := range peers {
+			wg.Go(func() {
+				cctx, cancelCall := context.WithTimeout(ctx, o.cfg.CallTimeout)
+				defer cancelCall()
+				for i, data := range o.segmentShards(cctx, p, si, s, pos, m.Scheme.Total) {
+					o.read.Add(uint64(len(data)))
+					enough, err := c.Offer(i, data)
+					if errors.Is(err, coding.ErrCorruptShard) {
+						o.corrupt.Add(1)
+						o.cfg.Logger.Warn("corrupt shard from peer", "segment", s, "shard", i, "peer", p, "err", err)
+					}
+					if enough {
+						cancel() // the long tail is not needed
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return nil
+	}
+}
+
+// segmentShards yields the shards of segment s that peer p holds. On a
+// settled ring the peer at position pos holds shard pos, so that is asked
+// for first; when it is not there (the ring has shifted) or pos is a spare
+// position, the peer lists what it holds of the object.
+func (o *Objects) segmentShards(ctx context.Context, p dht.Peer, si coding.StorageIndex, s, pos, total int) func(yield func(int, []byte) bool) {
+	return func(yield func(int, []byte) bool) {
+		b := o.cfg.Dial(p)
+		if pos < total {
+			data, _, err := b.GetShard(ctx, store.ShardID{Index: si, Segment: uint32(s), Shard: uint16(pos)})
+			if err == nil {
+				if !yield(pos, data) {
+					return
+				}
+			} else if !errors.Is(err, store.ErrNotFound) {
+				o.cfg.Logger.Debug("shard get failed", "segment", s, "shard", pos, "peer", p, "err", err)
+				return
+			}
+		}
+		for in, err := range b.ListShards(ctx, si) {
+			if err != nil {
+				return
+			}
+			if int(in.ID.Segment) != s || int(in.ID.Shard) == pos && pos < total {
+				continue
+			}
+			data, _, err := b.GetShard(ctx, in.ID)
+			if err != nil {
+				continue
+			}
+			if !yield(int(in.ID.Shard), data) {
+				return
+			}
+		}
+	}
+}
+
+// Remove deletes the object c names: its manifest first (so it cannot be
+// fetched from that moment), then its shards wherever the placement peers
+// hold them. Errors: ErrNotFound; record errors. Shards that could not be
+// deleted (a peer down) are logged; repair scans drop shards whose manifest
+// is gone.
+func (o *Objects) Remove(ctx context.Context, c coding.Cap) error {
+	m, err := o.Manifest(ctx, c)
+	if err != nil {
+		return err
+	}
+	si := c.StorageIndex()
+	var names []string
+	for i := range (len(mustMarshal(m)) + store.MaxValueSize - 1) / store.MaxValueSize {
+		names = append(names, manifestEntry(i))
+	}
+	if err := o.cfg.Records.Delete(ctx, store.Key(si), names...); err != nil {
+		return fmt.Errorf("ring: remove: %w", err)
+	}
+	holders := map[dht.Peer]bool{}
+	for s := range m.ShardHashes {
+		peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
+		if err != nil {
+			o.cfg.Logger.Warn("remove: placement lookup failed; shards left for repair to drop", "segment", s, "err", err)
+			continue
+		}
+		for _, p := range peers {
+			holders[p] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for p := range holders {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, o.cfg.CallTimeout)
+			defer cancel()
+			b := o.cfg.Dial(p)
+			var ids []store.ShardID
+			for in, err := range b.ListShards(cctx, si) {
+				if err != nil {
+					o.cfg.Logger.Warn("remove: could not list shards", "peer", p, "err", err)
+					break
+				}
+				ids = append(ids, in.ID)
+			}
+			for _, id := range ids {
+				if err := b.DeleteShard(cctx, id); err != nil {
+					o.cfg.Logger.Warn("remove: could not delete shard", "shard", id, "peer", p, "err", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func mustMarshal(m *coding.Manifest) []byte {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		panic("ring: a parsed manifest failed to encode: " + err.Error())
+	}
+	return b
+}

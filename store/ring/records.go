@@ -1,0 +1,305 @@
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/store"
+)
+
+// RecordsConfig configures Records.
+type RecordsConfig struct {
+	// Locator finds a key's replica set. Required.
+	Locator Locator
+	// Dial reaches a replica's store. Required.
+	Dial Dialer
+	// Replicas is R, the number of peers that hold each record: the first
+	// R live peers clockwise from its key. Zero: 3.
+	Replicas int
+	// Writer is stamped on the entries written through these Records (the
+	// writing peer's or client's node ID). Zero: left as given.
+	Writer dht.ID
+	// CallTimeout bounds each call to one replica, so that a hung peer
+	// cannot hold a write or read past it. Zero: 5s.
+	CallTimeout time.Duration
+	// TombstoneTTL is how long a deletion is remembered; it must outlive
+	// the entries it removes (see store.Entry.Deleted). Zero: 30 days.
+	TombstoneTTL time.Duration
+	// Now is the clock entry versions and expiries are read from.
+	// Nil: time.Now.
+	Now func() time.Time
+	// Logger receives read repairs and replica failures. Nil: discarded.
+	Logger *slog.Logger
+}
+
+// Records reads and writes records on their replica sets. Writes go to all
+// R replicas at once and succeed when a majority stored them; reads ask all
+// R, merge what they answer entry by entry (store.Merge, last writer wins)
+// and write the merged state back to replicas that were behind (read
+// repair). Any majority write is seen by any later majority read.
+//
+// Records is safe for concurrent use.
+type Records struct {
+	cfg RecordsConfig
+
+	mu   sync.Mutex
+	last uint64 // last version issued, for monotonic versions
+}
+
+// NewRecords returns Records with cfg's defaults filled in.
+func NewRecords(cfg RecordsConfig) (*Records, error) {
+	if cfg.Locator == nil || cfg.Dial == nil {
+		return nil, errors.New("ring: records: Locator and Dial are required")
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.Replicas < 1 {
+		return nil, fmt.Errorf("ring: records: %d replicas; need at least 1", cfg.Replicas)
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = 30 * 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Records{cfg: cfg}, nil
+}
+
+// ErrNoQuorum means fewer than a majority of a key's replicas answered.
+var ErrNoQuorum = errors.New("too few replicas answered")
+
+// Version returns a version for a new write: the clock in nanoseconds, but
+// always above the last one issued here, so this writer's writes are
+// ordered even if its clock steps back.
+func (r *Records) Version() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := max(uint64(r.cfg.Now().UnixNano()), r.last+1)
+	r.last = v
+	return v
+}
+
+// quorum is the number of answers a majority of n replicas makes.
+func quorum(n int) int { return n/2 + 1 }
+
+// Put merges entries into the record key on its replica set. An entry with
+// a zero Version gets Version(); one with a zero Writer gets the configured
+// writer. It returns nil once a majority of the replicas stored the batch.
+//
+// Errors: store.ErrInvalid for a bad entry (nothing is written);
+// ErrNoQuorum, joined with each replica's failure, when fewer than a
+// majority stored it (some may have: a later write or read repair settles
+// it); the context's error.
+func (r *Records) Put(ctx context.Context, key store.Key, entries ...store.Entry) error {
+	es := slices.Clone(entries)
+	for i := range es {
+		if es[i].Version == 0 {
+			es[i].Version = r.Version()
+		}
+		if es[i].Writer == ([32]byte{}) {
+			es[i].Writer = r.cfg.Writer
+		}
+		if err := es[i].Validate(); err != nil {
+			return fmt.Errorf("ring: put record %s: %w", key, err)
+		}
+	}
+	peers, err := r.replicas(ctx, key)
+	if err != nil {
+		return fmt.Errorf("ring: put record %s: %w", key, err)
+	}
+	errs := r.each(ctx, peers, func(ctx context.Context, _ int, b Backend) error {
+		_, err := b.MergeRecord(ctx, key, es)
+		return err
+	})
+	if ok := countNil(errs); ok < quorum(len(peers)) {
+		return fmt.Errorf("ring: put record %s: %d of %d replicas stored it, %d needed: %w", key, ok, len(peers), quorum(len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
+	}
+	return nil
+}
+
+// Delete removes the named entries of record key by writing tombstones that
+// last TombstoneTTL. Errors as Put.
+func (r *Records) Delete(ctx context.Context, key store.Key, names ...string) error {
+	es := make([]store.Entry, len(names))
+	exp := r.cfg.Now().Add(r.cfg.TombstoneTTL)
+	for i, n := range names {
+		es[i] = store.Entry{Name: n, Deleted: true, Expires: exp}
+	}
+	return r.Put(ctx, key, es...)
+}
+
+// Get returns the live entries of record key, sorted by name, as merged
+// from its replicas. Replicas that were behind get the merged state back.
+//
+// Errors: store.ErrNotFound when a majority answered and none holds a live
+// entry; ErrNoQuorum, joined with each replica's failure, when fewer than a
+// majority answered; the context's error.
+func (r *Records) Get(ctx context.Context, key store.Key) ([]store.Entry, error) {
+	state, err := r.State(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	now := r.cfg.Now()
+	live := slices.DeleteFunc(state, func(e store.Entry) bool {
+		return e.Deleted || (!e.Expires.IsZero() && !e.Expires.After(now))
+	})
+	if len(live) == 0 {
+		return nil, fmt.Errorf("ring: get record %s: %w", key, store.ErrNotFound)
+	}
+	return live, nil
+}
+
+// State is Get with tombstones: every unexpired entry, merged from the
+// replicas and read-repaired. An empty record is an empty state, not
+// store.ErrNotFound.
+func (r *Records) State(ctx context.Context, key store.Key) ([]store.Entry, error) {
+	peers, err := r.replicas(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("ring: get record %s: %w", key, err)
+	}
+	states := make([][]store.Entry, len(peers))
+	errs := r.each(ctx, peers, func(ctx context.Context, i int, b Backend) error {
+		es, err := b.GetRecordState(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // an empty replica is an answer
+		}
+		states[i] = es
+		return err
+	})
+	if ok := countNil(errs); ok < quorum(len(peers)) {
+		return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), quorum(len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
+	}
+	merged := mergeStates(states)
+	// Read repair: give each answering replica what it lacked.
+	var behind []dht.Peer
+	var patches [][]store.Entry
+	for i, st := range states {
+		if errs[i] != nil {
+			continue
+		}
+		if p := missingFrom(st, merged); len(p) > 0 {
+			behind = append(behind, peers[i])
+			patches = append(patches, p)
+		}
+	}
+	if len(behind) > 0 {
+		r.each(ctx, behind, func(ctx context.Context, i int, b Backend) error {
+			_, err := b.MergeRecord(ctx, key, patches[i])
+			if err != nil {
+				r.cfg.Logger.Warn("read repair failed", "record", key, "peer", behind[i], "err", err)
+			} else {
+				r.cfg.Logger.Debug("read repair", "record", key, "peer", behind[i], "entries", len(patches[i]))
+			}
+			return err
+		})
+	}
+	return merged, nil
+}
+
+// Push merges entries, as they are (versions and writers kept), into record
+// key on its replica set: the hand-off of a record to peers that became its
+// replicas. It returns how many replicas stored them.
+func (r *Records) Push(ctx context.Context, key store.Key, entries []store.Entry) (int, error) {
+	peers, err := r.replicas(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("ring: push record %s: %w", key, err)
+	}
+	errs := r.each(ctx, peers, func(ctx context.Context, _ int, b Backend) error {
+		_, err := b.MergeRecord(ctx, key, entries)
+		return err
+	})
+	return countNil(errs), errors.Join(errs...)
+}
+
+// Replicas returns the replica set of key: the first R live peers
+// clockwise from it.
+func (r *Records) Replicas(ctx context.Context, key store.Key) ([]dht.Peer, error) {
+	return r.replicas(ctx, key)
+}
+
+func (r *Records) replicas(ctx context.Context, key store.Key) ([]dht.Peer, error) {
+	peers, _, err := r.cfg.Locator.Lookup(ctx, keyID(key), r.cfg.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("look up replicas: %w", err)
+	}
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("look up replicas: %w", dht.ErrNoPeers)
+	}
+	return peers, nil
+}
+
+// each calls f with the index and store of every peer at once, each call
+// bounded by CallTimeout, and returns each peer's error in peer order.
+func (r *Records) each(ctx context.Context, peers []dht.Peer, f func(context.Context, int, Backend) error) []error {
+	errs := make([]error, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+			defer cancel()
+			if err := f(cctx, i, r.cfg.Dial(p)); err != nil {
+				errs[i] = fmt.Errorf("replica %s: %w", p, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func countNil(errs []error) int {
+	n := 0
+	for _, e := range errs {
+		if e == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// mergeStates merges replica states entry by entry, sorted by name.
+func mergeStates(states [][]store.Entry) []store.Entry {
+	byName := map[string]store.Entry{}
+	for _, st := range states {
+		for _, e := range st {
+			if old, ok := byName[e.Name]; ok {
+				e = store.Merge(old, e)
+			}
+			byName[e.Name] = e
+		}
+	}
+	out := make([]store.Entry, 0, len(byName))
+	for _, e := range byName {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b store.Entry) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// missingFrom returns the entries of merged that state does not hold as is.
+func missingFrom(state, merged []store.Entry) []store.Entry {
+	have := make(map[string]store.Entry, len(state))
+	for _, e := range state {
+		have[e.Name] = e
+	}
+	var out []store.Entry
+	for _, e := range merged {
+		if h, ok := have[e.Name]; !ok || !h.Equal(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
