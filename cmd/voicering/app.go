@@ -27,6 +27,13 @@ func newApp() *cli.App {
 		Writer:               os.Stdout,
 		ErrWriter:            os.Stderr,
 		Commands: []*cli.Command{
+			nodeCommand(),
+			ringCommand(),
+			putCommand(),
+			getCommand(),
+			statCommand(),
+			rmCommand(),
+			caCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {
@@ -51,11 +58,16 @@ type usageError struct{ error }
 func (e usageError) Unwrap() error { return e.error }
 
 // exitCode maps an error to the process exit status scripts rely on:
-// 2 for a usage error, 1 for anything else.
+// 2 for a usage error, 3 when the object asked for does not exist, 1 for
+// any other failure.
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) {
+	var nf notFoundError
+	switch {
+	case errors.As(err, &u):
 		return 2
+	case errors.As(err, &nf):
+		return 3
 	}
 	return 1
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/voicering/voicering/dht"
 	"github.com/voicering/voicering/store/local"
@@ -52,6 +53,10 @@ type Config struct {
 	Replicas int
 	// Maintain tunes hand-off and repair. Zero: ring's defaults.
 	Maintain ring.MaintainConfig
+	// AnswerDelay delays every answer of the peer's store by this much: a
+	// deliberately slow peer, for the benchmark's long-tail case. Zero:
+	// answer at once. Not for production.
+	AnswerDelay time.Duration
 	// Logger receives the peer's events. Nil: discarded.
 	Logger *slog.Logger
 }
@@ -68,6 +73,7 @@ type Peer struct {
 	objects  *ring.Objects
 	maintain *ring.Maintainer
 
+	started   time.Time
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -85,7 +91,7 @@ func New(cfg Config) (*Peer, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("peer: data directory: %w", err)
 	}
-	p := &Peer{cfg: cfg}
+	p := &Peer{cfg: cfg, started: time.Now()}
 	var err error
 	if p.identity, err = dht.LoadIdentity(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("peer: %w", err)
@@ -120,7 +126,12 @@ func New(cfg Config) (*Peer, error) {
 		closeTransport(p.tr)
 		return nil, fmt.Errorf("peer: %w", err)
 	}
-	remote.Register(p.node, p.store)
+	if cfg.AnswerDelay > 0 {
+		remote.Register(delayed{p.node, cfg.AnswerDelay}, p.store)
+	} else {
+		remote.Register(p.node, p.store)
+	}
+	p.node.Handle(methodStatus, p.handleStatus)
 	dial := p.Dial
 	if p.records, err = ring.NewRecords(ring.RecordsConfig{
 		Locator: p.node, Dial: dial, Replicas: cfg.Replicas, Writer: p.node.Self().ID,

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/store/peer"
+)
+
+func nodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "node",
+		Usage: "run a peer of the ring until interrupted (SIGINT/SIGTERM), then leave it gracefully",
+		Description: "The peer stores shards and records for the ring and answers any peer's or client's calls.\n" +
+			"Its identity (an Ed25519 key) and its store live in --data and are reused on restart.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Required: true, Usage: "data `DIR` (identity key, certificate, store)"},
+			&cli.StringFlag{Name: "listen", Aliases: []string{"l"}, Value: "127.0.0.1:7946", Usage: "`HOST:PORT` to listen on for peers and clients"},
+			&cli.StringFlag{Name: "advertise", Usage: "`HOST:PORT` other peers reach this one at (default: the listen address)"},
+			&cli.StringSliceFlag{Name: "join", Aliases: []string{"j"}, Usage: "`HOST:PORT` of ring peers to join through (repeat or comma-separate); none starts a new ring"},
+			caFlag(),
+			logLevelFlag(),
+			&cli.DurationFlag{Name: "answer-delay", Hidden: true, Usage: "delay every store answer (benchmarks' slow peer)"},
+		},
+		Action: runNode,
+	}
+}
+
+func runNode(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Errorf("node takes no arguments, got %q", c.Args().Slice())}
+	}
+	log, err := logger(c)
+	if err != nil {
+		return err
+	}
+	cfg := peer.Config{
+		Dir: c.String("data"), Listen: c.String("listen"), Advertise: c.String("advertise"),
+		Bootstrap: splitAddrs(c.StringSlice("join")), Logger: log, AnswerDelay: c.Duration("answer-delay"),
+	}
+	if f := c.String("ca"); f != "" {
+		if cfg.CA, err = dht.ReadCACert(f); err != nil {
+			return err
+		}
+	}
+	p, err := peer.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("peer running", "id", p.Self().ID.String(), "addr", p.Self().Addr, "data", cfg.Dir, "protocol", dht.ProtocolVersion)
+	return serveUntilDone(c.Context, p, log)
+}
+
+// serveUntilDone runs p until ctx ends, then leaves the ring and closes p.
+func serveUntilDone(ctx context.Context, p *peer.Peer, log interface{ Info(string, ...any) }) error {
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	select {
+	case err := <-done: // a part failed
+		stop()
+		p.Close()
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("leaving the ring")
+	lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	p.Leave(lctx)
+	cancel()
+	stop()
+	err := <-done
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
