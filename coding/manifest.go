@@ -243,3 +243,14 @@ func parseManifest(b []byte) (*Manifest, error) {
 	}
 	return m, nil
 }
+
+// SchemeOf reads the scheme from the start of a manifest's encoding (its
+// first chunk is enough), without parsing the rest. It reports false when b
+// does not start like a valid manifest.
+func SchemeOf(b []byte) (Scheme, bool) {
+	if len(b) < manifestHeader || string(b[:4]) != manifestMagic || b[4] != manifestVersion {
+		return Scheme{}, false
+	}
+	s := Scheme{Needed: int(binary.BigEndian.Uint16(b[8:])), Total: int(binary.BigEndian.Uint16(b[10:]))}
+	return s, s.Validate() == nil
+}

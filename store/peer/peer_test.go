@@ -61,7 +61,7 @@ func TestRecordsAcrossPeers(t *testing.T) {
 		t.Fatalf("Get = %v, want msg-1 and msg-2", got)
 	}
 	// Both entries are on every replica, in its own store.
-	set, err := c.peers[0].p.Records().Replicas(ctx, key)
+	set, err := c.peers[0].p.Records().Replicas(ctx, key, 0)
 	if err != nil || len(set) != 3 {
 		t.Fatalf("Replicas = %v, %v; want 3 peers", set, err)
 	}
@@ -129,7 +129,7 @@ func TestObjectSurvivesPeerLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()))
+	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,5 +326,35 @@ func TestStoragePeersHoldNoPlaintext(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestManifestSurvivesAsManyLossesAsShards(t *testing.T) {
+	// 4-of-6 survives two lost peers; so must its manifest, even when both
+	// are replicas of it (a majority of R = 3).
+	c := newCluster(t, 8)
+	ctx := t.Context()
+	data := randomBytes(11, 200_000)
+	cp, _, err := c.peers[0].p.Objects().Put(ctx, bytes.NewReader(data), coding.Params{Scheme: coding.Scheme{Needed: 4, Total: 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range replicas[:2] {
+		for i, mb := range c.peers {
+			if mb.p != nil && mb.p.Self().ID == r.ID {
+				c.kill(i)
+			}
+		}
+	}
+	var out bytes.Buffer
+	if err := c.live()[0].Objects().Get(ctx, cp, &out); err != nil {
+		t.Fatalf("Get with 2 of the manifest's 3 replicas dead: %v", err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("wrong bytes")
 	}
 }

@@ -216,7 +216,16 @@ func (m *Maintainer) handOff(ctx context.Context) {
 			m.cfg.Logger.Warn("hand-off: listing records failed", "err", err)
 			return
 		}
-		set, err := m.cfg.Records.Replicas(ctx, key)
+		state, err := m.cfg.Local.GetRecordState(ctx, key)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			m.cfg.Logger.Warn("hand-off: reading record failed", "record", key, "err", err)
+			continue
+		}
+		n := m.spread(state)
+		set, err := m.cfg.Records.Replicas(ctx, key, n)
 		if err != nil {
 			m.cfg.Logger.Debug("hand-off: replica lookup failed", "record", key, "err", err)
 			continue
@@ -228,24 +237,30 @@ func (m *Maintainer) handOff(ctx context.Context) {
 		if done {
 			continue
 		}
-		state, err := m.cfg.Local.GetRecordState(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // expired meanwhile
-		}
-		if err != nil {
-			m.cfg.Logger.Warn("hand-off: reading record failed", "record", key, "err", err)
-			continue
-		}
-		n, err := m.cfg.Records.Push(ctx, key, state)
-		if n == len(set) {
+		stored, err := m.cfg.Records.Push(ctx, key, n, state)
+		if stored == len(set) {
 			m.mu.Lock()
 			m.pushed[key] = sig
 			m.stats.RecordsPushed++
 			m.mu.Unlock()
 		} else {
-			m.cfg.Logger.Debug("hand-off: some replicas did not take the record", "record", key, "stored", n, "of", len(set), "err", err)
+			m.cfg.Logger.Debug("hand-off: some replicas did not take the record", "record", key, "stored", stored, "of", len(set), "err", err)
 		}
 	}
+}
+
+// spread is how many replicas a record belongs on: a manifest as widely as
+// its object's scheme needs (see Objects.manifestQuorum), others R.
+func (m *Maintainer) spread(state []store.Entry) int {
+	r := m.cfg.Records.cfg.Replicas
+	for _, e := range state {
+		if e.Name == manifestEntry(0) && !e.Deleted {
+			if s, ok := coding.SchemeOf(e.Value); ok {
+				return max(r, s.Parity()+1)
+			}
+		}
+	}
+	return r
 }
 
 // repair checks every segment the peer holds a shard of and returns how
@@ -301,7 +316,7 @@ func (m *Maintainer) repair(ctx context.Context) int {
 // repairer holds no cap) but parsed, and reports whether the object was
 // removed (its manifest tombstoned).
 func (m *Maintainer) manifest(ctx context.Context, si coding.StorageIndex) (man *coding.Manifest, removed bool) {
-	state, err := m.cfg.Records.State(ctx, store.Key(si))
+	state, err := m.cfg.Records.StateWith(ctx, store.Key(si), manifestRead)
 	if err != nil {
 		return nil, false
 	}

@@ -103,6 +103,22 @@ func PlacementKey(si coding.StorageIndex, s int) dht.ID {
 	return dht.ID(h.Sum(nil))
 }
 
+// manifestQuorum is how widely the manifest of an object coded s is kept.
+// A manifest must survive the same losses as the shards: it goes to
+// max(R, parity+1) replicas and a put needs parity+1 (and a majority) of
+// them. A manifest is immutable and checked against the cap, so a read
+// trusts any replica that answers: R = 1.
+func (o *Objects) manifestQuorum(s coding.Scheme) Quorum {
+	n := max(o.cfg.Records.cfg.Replicas, s.Parity()+1)
+	return Quorum{N: n, W: max(quorum(n), s.Parity()+1), R: 1}
+}
+
+// manifestRead is how a reader, who does not know the scheme yet, asks for
+// a manifest: the first R live replicas, any one answer enough. The
+// writer's replicas are the first N ≥ R live successors of the key, so
+// while any of them lives, one is among the first R that are alive.
+var manifestRead = Quorum{R: 1}
+
 // manifestEntry names chunk i of a manifest in its record. A manifest
 // (up to coding.MaxManifestSize) is cut into entries of at most
 // store.MaxValueSize bytes.
@@ -240,7 +256,7 @@ func (o *Objects) putManifest(ctx context.Context, si coding.StorageIndex, m *co
 	per := store.MaxBatchSize / (store.MaxValueSize + 32)
 	for len(es) > 0 {
 		n := min(len(es), per)
-		if err := o.cfg.Records.Put(ctx, store.Key(si), es[:n]...); err != nil {
+		if err := o.cfg.Records.PutWith(ctx, store.Key(si), o.manifestQuorum(m.Scheme), es[:n]...); err != nil {
 			return fmt.Errorf("store manifest: %w", err)
 		}
 		es = es[n:]
@@ -252,7 +268,7 @@ func (o *Objects) putManifest(ctx context.Context, si coding.StorageIndex, m *co
 // cap. Errors: ErrNotFound; coding.ErrManifestMismatch when the replicas
 // return something else (a lying or damaged peer); record errors.
 func (o *Objects) Manifest(ctx context.Context, c coding.Cap) (*coding.Manifest, error) {
-	es, err := o.cfg.Records.Get(ctx, store.Key(c.StorageIndex()))
+	es, err := o.cfg.Records.GetWith(ctx, store.Key(c.StorageIndex()), manifestRead)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("ring: %w: nothing is stored for this cap (removed, never stored, or stored on another ring)", ErrNotFound)
 	}
@@ -389,7 +405,9 @@ func (o *Objects) Remove(ctx context.Context, c coding.Cap) error {
 	for i := range (len(mustMarshal(m)) + store.MaxValueSize - 1) / store.MaxValueSize {
 		names = append(names, manifestEntry(i))
 	}
-	if err := o.cfg.Records.Delete(ctx, store.Key(si), names...); err != nil {
+	q := o.manifestQuorum(m.Scheme)
+	q.W = quorum(q.N)
+	if err := o.cfg.Records.DeleteWith(ctx, store.Key(si), q, names...); err != nil {
 		return fmt.Errorf("ring: remove: %w", err)
 	}
 	holders := map[dht.Peer]bool{}

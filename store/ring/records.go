@@ -96,6 +96,31 @@ func (r *Records) Version() uint64 {
 // quorum is the number of answers a majority of n replicas makes.
 func quorum(n int) int { return n/2 + 1 }
 
+// Quorum says how widely a record is kept, in the terms of Dynamo: on the
+// first N live peers clockwise from its key, a write succeeding once W of
+// them stored it and a read once R of them answered. A zero field takes
+// the default: N = Replicas, W = R = a majority of N.
+type Quorum struct {
+	N, W, R int
+}
+
+func (r *Records) fill(q Quorum) Quorum {
+	if q.N == 0 {
+		q.N = r.cfg.Replicas
+	}
+	if q.W == 0 {
+		q.W = quorum(q.N)
+	}
+	if q.R == 0 {
+		q.R = quorum(q.N)
+	}
+	return q
+}
+
+// need is how many of the n peers found must succeed for a quorum of want:
+// a ring smaller than N can only store on the peers it has.
+func need(want, n int) int { return min(want, n) }
+
 // Put merges entries into the record key on its replica set. An entry with
 // a zero Version gets Version(); one with a zero Writer gets the configured
 // writer. It returns nil once a majority of the replicas stored the batch.
@@ -105,6 +130,12 @@ func quorum(n int) int { return n/2 + 1 }
 // majority stored it (some may have: a later write or read repair settles
 // it); the context's error.
 func (r *Records) Put(ctx context.Context, key store.Key, entries ...store.Entry) error {
+	return r.PutWith(ctx, key, Quorum{}, entries...)
+}
+
+// PutWith is Put on the replica set and write quorum q says.
+func (r *Records) PutWith(ctx context.Context, key store.Key, q Quorum, entries ...store.Entry) error {
+	q = r.fill(q)
 	es := slices.Clone(entries)
 	for i := range es {
 		if es[i].Version == 0 {
@@ -117,7 +148,7 @@ func (r *Records) Put(ctx context.Context, key store.Key, entries ...store.Entry
 			return fmt.Errorf("ring: put record %s: %w", key, err)
 		}
 	}
-	peers, err := r.replicas(ctx, key)
+	peers, err := r.lookup(ctx, key, q.N)
 	if err != nil {
 		return fmt.Errorf("ring: put record %s: %w", key, err)
 	}
@@ -125,8 +156,8 @@ func (r *Records) Put(ctx context.Context, key store.Key, entries ...store.Entry
 		_, err := b.MergeRecord(ctx, key, es)
 		return err
 	})
-	if ok := countNil(errs); ok < quorum(len(peers)) {
-		return fmt.Errorf("ring: put record %s: %d of %d replicas stored it, %d needed: %w", key, ok, len(peers), quorum(len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
+	if ok, w := countNil(errs), need(q.W, len(peers)); ok < w {
+		return fmt.Errorf("ring: put record %s: %d of %d replicas stored it, %d needed: %w", key, ok, len(peers), w, errors.Join(append([]error{ErrNoQuorum}, errs...)...))
 	}
 	return nil
 }
@@ -134,12 +165,17 @@ func (r *Records) Put(ctx context.Context, key store.Key, entries ...store.Entry
 // Delete removes the named entries of record key by writing tombstones that
 // last TombstoneTTL. Errors as Put.
 func (r *Records) Delete(ctx context.Context, key store.Key, names ...string) error {
+	return r.DeleteWith(ctx, key, Quorum{}, names...)
+}
+
+// DeleteWith is Delete on the replica set and write quorum q says.
+func (r *Records) DeleteWith(ctx context.Context, key store.Key, q Quorum, names ...string) error {
 	es := make([]store.Entry, len(names))
 	exp := r.cfg.Now().Add(r.cfg.TombstoneTTL)
 	for i, n := range names {
 		es[i] = store.Entry{Name: n, Deleted: true, Expires: exp}
 	}
-	return r.Put(ctx, key, es...)
+	return r.PutWith(ctx, key, q, es...)
 }
 
 // Get returns the live entries of record key, sorted by name, as merged
@@ -149,7 +185,12 @@ func (r *Records) Delete(ctx context.Context, key store.Key, names ...string) er
 // entry; ErrNoQuorum, joined with each replica's failure, when fewer than a
 // majority answered; the context's error.
 func (r *Records) Get(ctx context.Context, key store.Key) ([]store.Entry, error) {
-	state, err := r.State(ctx, key)
+	return r.GetWith(ctx, key, Quorum{})
+}
+
+// GetWith is Get from the replica set and read quorum q says.
+func (r *Records) GetWith(ctx context.Context, key store.Key, q Quorum) ([]store.Entry, error) {
+	state, err := r.StateWith(ctx, key, q)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +208,13 @@ func (r *Records) Get(ctx context.Context, key store.Key) ([]store.Entry, error)
 // replicas and read-repaired. An empty record is an empty state, not
 // store.ErrNotFound.
 func (r *Records) State(ctx context.Context, key store.Key) ([]store.Entry, error) {
-	peers, err := r.replicas(ctx, key)
+	return r.StateWith(ctx, key, Quorum{})
+}
+
+// StateWith is State from the replica set and read quorum q says.
+func (r *Records) StateWith(ctx context.Context, key store.Key, q Quorum) ([]store.Entry, error) {
+	q = r.fill(q)
+	peers, err := r.lookup(ctx, key, q.N)
 	if err != nil {
 		return nil, fmt.Errorf("ring: get record %s: %w", key, err)
 	}
@@ -180,8 +227,8 @@ func (r *Records) State(ctx context.Context, key store.Key) ([]store.Entry, erro
 		states[i] = es
 		return err
 	})
-	if ok := countNil(errs); ok < quorum(len(peers)) {
-		return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), quorum(len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
+	if ok, rd := countNil(errs), need(q.R, len(peers)); ok < rd {
+		return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), rd, errors.Join(append([]error{ErrNoQuorum}, errs...)...))
 	}
 	merged := mergeStates(states)
 	// Read repair: give each answering replica what it lacked.
@@ -211,10 +258,10 @@ func (r *Records) State(ctx context.Context, key store.Key) ([]store.Entry, erro
 }
 
 // Push merges entries, as they are (versions and writers kept), into record
-// key on its replica set: the hand-off of a record to peers that became its
-// replicas. It returns how many replicas stored them.
-func (r *Records) Push(ctx context.Context, key store.Key, entries []store.Entry) (int, error) {
-	peers, err := r.replicas(ctx, key)
+// key on its first n replicas (zero: Replicas): the hand-off of a record to
+// peers that became its replicas. It returns how many replicas stored them.
+func (r *Records) Push(ctx context.Context, key store.Key, n int, entries []store.Entry) (int, error) {
+	peers, err := r.lookup(ctx, key, n)
 	if err != nil {
 		return 0, fmt.Errorf("ring: push record %s: %w", key, err)
 	}
@@ -225,14 +272,17 @@ func (r *Records) Push(ctx context.Context, key store.Key, entries []store.Entry
 	return countNil(errs), errors.Join(errs...)
 }
 
-// Replicas returns the replica set of key: the first R live peers
-// clockwise from it.
-func (r *Records) Replicas(ctx context.Context, key store.Key) ([]dht.Peer, error) {
-	return r.replicas(ctx, key)
+// Replicas returns the replica set of key: the first n live peers
+// clockwise from it (zero: Replicas).
+func (r *Records) Replicas(ctx context.Context, key store.Key, n int) ([]dht.Peer, error) {
+	return r.lookup(ctx, key, n)
 }
 
-func (r *Records) replicas(ctx context.Context, key store.Key) ([]dht.Peer, error) {
-	peers, _, err := r.cfg.Locator.Lookup(ctx, keyID(key), r.cfg.Replicas)
+func (r *Records) lookup(ctx context.Context, key store.Key, n int) ([]dht.Peer, error) {
+	if n == 0 {
+		n = r.cfg.Replicas
+	}
+	peers, _, err := r.cfg.Locator.Lookup(ctx, keyID(key), n)
 	if err != nil {
 		return nil, fmt.Errorf("look up replicas: %w", err)
 	}
