@@ -115,8 +115,7 @@ func (d *detector) fail(id ID, now time.Time) (old, cur PeerState) {
 	h := d.get(id, now)
 	old = h.state
 	if h.state == Dead {
-		h.since = now // a fresh sign of death
-		return old, Dead
+		return old, Dead // memory counts from the declaration of death
 	}
 	h.fails++
 	switch {
@@ -138,8 +137,8 @@ func (d *detector) markDead(id ID, now time.Time) (old PeerState) {
 	return old
 }
 
-// usable reports whether id may be routed to: not suspected and not dead
-// within memory. A peer learned second-hand that died recently is not
+// usable reports whether id may be routed to: not suspected or dead
+// within memory. A peer learned second-hand that failed recently is not
 // trusted again until it answers itself or the memory fades.
 func (d *detector) usable(id ID, now time.Time) bool {
 	d.mu.Lock()
@@ -148,13 +147,10 @@ func (d *detector) usable(id ID, now time.Time) bool {
 	if h == nil {
 		return true
 	}
-	switch h.state {
-	case Suspected:
-		return false
-	case Dead:
-		return now.Sub(h.since) > d.memory
+	if h.state == Alive {
+		return true
 	}
-	return true
+	return now.Sub(h.since) > d.memory
 }
 
 func (d *detector) stateOf(id ID) (PeerState, time.Duration, time.Time) {

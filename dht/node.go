@@ -48,7 +48,9 @@ type Config struct {
 	// suspected peer dead. Zero: 3.
 	DeadAfter int
 	// DeadMemory is how long a dead peer is ignored when other peers
-	// still list it (it is revived at once if it calls). Zero: 30s.
+	// still list it (it is revived at once if it calls or answers). Long
+	// enough for the news to spread through the successor lists, short
+	// enough that a restarted peer is taken back soon. Zero: 5s.
 	DeadMemory time.Duration
 	// Backoff spaces join and rejoin attempts. Zero: 0.5s doubling to 5min.
 	Backoff Backoff
@@ -101,7 +103,7 @@ func (c *Config) fill() error {
 		def(&c.MinTimeout, 200*time.Millisecond, "MinTimeout"),
 		def(&c.MaxTimeout, 10*time.Second, "MaxTimeout"),
 		def(&c.InitialTimeout, time.Second, "InitialTimeout"),
-		def(&c.DeadMemory, 30*time.Second, "DeadMemory"),
+		def(&c.DeadMemory, 5*time.Second, "DeadMemory"),
 	} {
 		if e != nil {
 			return e
@@ -620,9 +622,12 @@ func (n *Node) stabilize(ctx context.Context) {
 		// Walk back over peers that joined between us and s, so a burst
 		// of joins settles in one round instead of one per round.
 		for range maxWalkBack {
-			if !st.HasPred || st.Pred.ID == n.self.ID || !Between(st.Pred.ID, n.self.ID, s.ID) || !n.usable(st.Pred.ID) {
+			if !st.HasPred || st.Pred.ID == n.self.ID || !Between(st.Pred.ID, n.self.ID, s.ID) {
 				break
 			}
+			// A successor's predecessor has called it recently: even if
+			// we gave up on that peer, the state call below checks it
+			// again directly (and revives it if it answers).
 			b, err := n.ctl(ctx, st.Pred, methodState, nil)
 			if err != nil {
 				break
@@ -636,7 +641,7 @@ func (n *Node) stabilize(ctx context.Context) {
 		n.mu.Lock()
 		list := make([]Peer, 0, len(st.Successors)+2)
 		if st.HasPred && st.Pred.ID != n.self.ID && Between(st.Pred.ID, n.self.ID, s.ID) && n.usable(st.Pred.ID) {
-			list = append(list, st.Pred)
+			list = append(list, st.Pred) // known, but did not answer the walk back
 		}
 		list = append(list, s)
 		list = append(list, st.Successors...)
