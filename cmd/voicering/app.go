@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -27,6 +29,7 @@ func newApp() *cli.App {
 		Writer:               os.Stdout,
 		ErrWriter:            os.Stderr,
 		Commands: []*cli.Command{
+			demoCommand(),
 			nodeCommand(),
 			ringCommand(),
 			putCommand(),
@@ -49,6 +52,46 @@ func newApp() *cli.App {
 		cmd.OnUsageError = app.OnUsageError
 	}
 	return app
+}
+
+// flagsFirst moves a verb's flags before its arguments, so that
+// `voicering get CAP -o FILE` works as `voicering get -o FILE CAP` does
+// (urfave/cli stops reading flags at the first argument). A lone "-"
+// (stdin) is an argument; everything after "--" is left as it is.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 3 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil || len(cmd.Subcommands) > 0 {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, rest []string
+	in := args[2:]
+	for i := 0; i < len(in); i++ {
+		a := in[i]
+		switch {
+		case a == "--":
+			rest = append(rest, in[i:]...)
+			i = len(in)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+			if name := strings.TrimLeft(a, "-"); !strings.Contains(name, "=") && takesValue[name] && i+1 < len(in) {
+				flags = append(flags, in[i+1])
+				i++
+			}
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return slices.Concat(args[:2], flags, rest)
 }
 
 // usageError marks an error in how voicering was called (exit code 2), as

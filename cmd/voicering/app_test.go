@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ func run(t *testing.T, args ...string) (string, int) {
 	app := newApp()
 	var stdout, stderr bytes.Buffer
 	app.Writer, app.ErrWriter = &stdout, &stderr
-	err := app.RunContext(context.Background(), append([]string{"voicering"}, args...))
+	err := app.RunContext(context.Background(), flagsFirst(app, append([]string{"voicering"}, args...)))
 	if err != nil {
 		return stdout.String() + err.Error(), exitCode(err)
 	}
@@ -27,7 +28,7 @@ func TestHelpListsOnlyBuiltVerbs(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help exit %d", code)
 	}
-	for _, verb := range []string{"version"} {
+	for _, verb := range []string{"demo", "node", "ring", "put", "get", "stat", "rm", "ca", "version"} {
 		if !strings.Contains(got, "   "+verb+" ") {
 			t.Errorf("--help does not list %q:\n%s", verb, got)
 		}
@@ -67,5 +68,21 @@ func TestUsageErrorsExit2(t *testing.T) {
 				t.Fatalf("exit %d, output %q; want exit 2 saying %q", code, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestFlagsAfterArguments(t *testing.T) {
+	app := newApp()
+	tests := []struct{ in, want []string }{
+		{[]string{"voicering", "get", "CAP", "-o", "f"}, []string{"voicering", "get", "-o", "f", "CAP"}},
+		{[]string{"voicering", "put", "-", "--json", "-n", "8"}, []string{"voicering", "put", "--json", "-n", "8", "-"}},
+		{[]string{"voicering", "get", "--output=f", "CAP"}, []string{"voicering", "get", "--output=f", "CAP"}},
+		{[]string{"voicering", "put", "--", "-odd-name"}, []string{"voicering", "put", "--", "-odd-name"}},
+		{[]string{"voicering", "--help"}, []string{"voicering", "--help"}},
+	}
+	for _, tt := range tests {
+		if got := flagsFirst(app, tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -53,6 +53,9 @@ func logger(c *cli.Context) (*slog.Logger, error) {
 // defaultDemoDir is where `voicering demo` keeps its peers' data, and the
 // file listing their addresses that clients read when given no --peer.
 func defaultDemoDir() string {
+	if d := os.Getenv("VOICERING_DEMO"); d != "" {
+		return d
+	}
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "voicering", "demo")
 	}
