@@ -36,17 +36,6 @@ func demoCommand() *cli.Command {
 	}
 }
 
-// demoNode are ring settings for a ring in one process on loopback: quick
-// to converge, still the real protocol.
-func demoNode() dht.Config {
-	return dht.Config{
-		StabilizePeriod:  200 * time.Millisecond,
-		FixFingersPeriod: 200 * time.Millisecond,
-		PingPeriod:       500 * time.Millisecond,
-		Backoff:          dht.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
-	}
-}
-
 func runDemo(c *cli.Context) error {
 	n := c.Int("peers")
 	if n < 1 || n > 64 {
@@ -74,7 +63,7 @@ func runDemo(c *cli.Context) error {
 	for i := range n {
 		cfg := peer.Config{
 			Dir: filepath.Join(dir, fmt.Sprintf("peer-%d", i)), Listen: "127.0.0.1:0",
-			Bootstrap: addrs, Node: demoNode(), Logger: log.With("peer", i),
+			Bootstrap: addrs, Node: tickedNode(200 * time.Millisecond), Logger: log.With("peer", i),
 		}
 		p, err := peer.New(cfg)
 		if err != nil {

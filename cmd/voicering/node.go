@@ -25,6 +25,7 @@ func nodeCommand() *cli.Command {
 			caFlag(),
 			logLevelFlag(),
 			&cli.DurationFlag{Name: "answer-delay", Hidden: true, Usage: "delay every store answer (benchmarks' slow peer)"},
+			&cli.DurationFlag{Name: "tick", Hidden: true, Usage: "scale the ring's periods to this stabilize period (tests and benchmarks)"},
 		},
 		Action: runNode,
 	}
@@ -46,6 +47,10 @@ func runNode(c *cli.Context) error {
 		if cfg.CA, err = dht.ReadCACert(f); err != nil {
 			return err
 		}
+	}
+	if t := c.Duration("tick"); t > 0 {
+		cfg.Node = tickedNode(t)
+		cfg.Maintain.Settle = 4 * t
 	}
 	p, err := peer.New(cfg)
 	if err != nil {
@@ -77,4 +82,16 @@ func serveUntilDone(ctx context.Context, p *peer.Peer, log interface{ Info(strin
 		err = cerr
 	}
 	return err
+}
+
+// tickedNode returns ring settings whose periods follow one tick (the
+// stabilize period), for rings that must settle fast: tests, benchmarks,
+// the demo.
+func tickedNode(t time.Duration) dht.Config {
+	return dht.Config{
+		StabilizePeriod:  t,
+		FixFingersPeriod: t,
+		PingPeriod:       2 * t,
+		Backoff:          dht.Backoff{Initial: t / 2, Max: 25 * t},
+	}
 }

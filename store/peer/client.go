@@ -65,7 +65,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		tr.Close()
 		return nil, fmt.Errorf("peer: client: %w", err)
 	}
-	dial := func(p dht.Peer) ring.Backend { return remote.New(tr, p) }
+	dial := c.Dial
 	if c.records, err = ring.NewRecords(ring.RecordsConfig{Locator: c.lookup, Dial: dial, Replicas: cfg.Replicas, Writer: id.ID(), Logger: cfg.Logger}); err != nil {
 		tr.Close()
 		return nil, fmt.Errorf("peer: client: %w", err)
@@ -87,6 +87,9 @@ func (c *Client) Records() *ring.Records { return c.records }
 func (c *Client) Lookup(ctx context.Context, key dht.ID, n int) ([]dht.Peer, dht.LookupStats, error) {
 	return c.lookup.Lookup(ctx, key, n)
 }
+
+// Dial returns the store of peer p, reached directly.
+func (c *Client) Dial(p dht.Peer) ring.Backend { return remote.New(c.tr, p) }
 
 // Status asks the peer at addr for its view of the ring.
 func (c *Client) Status(ctx context.Context, addr string) (*Status, error) {

@@ -173,12 +173,9 @@ func (o *Objects) Put(ctx context.Context, r io.Reader, p coding.Params) (coding
 // for each shard index, the peer that holds it (zero where none does).
 func (o *Objects) place(ctx context.Context, si coding.StorageIndex, seg *coding.Segment) ([]dht.Peer, error) {
 	total := len(seg.Shards)
-	peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, seg.Index), total+o.cfg.Spare)
+	peers, err := o.placement(ctx, si, seg.Index, total)
 	if err != nil {
-		return nil, fmt.Errorf("segment %d: look up placement: %w", seg.Index, err)
-	}
-	if len(peers) < total {
-		return nil, fmt.Errorf("%w: the ring has %d live peers and %d-shard coding needs %d; start more peers or lower --total", ErrTooFewPeers, len(peers), total, total)
+		return nil, err
 	}
 	holder := make([]dht.Peer, total)
 	spares := peers[total:]
@@ -222,6 +219,33 @@ func (o *Objects) place(ctx context.Context, si coding.StorageIndex, seg *coding
 		todo = failed
 	}
 	return holder, nil
+}
+
+// placement looks up the peers of segment s: Total of them and Spare more.
+// Fewer than Total live peers may be a passing suspicion (a peer slow under
+// load), so the lookup is retried with back-off before giving up.
+func (o *Objects) placement(ctx context.Context, si coding.StorageIndex, s, total int) ([]dht.Peer, error) {
+	wait := 250 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), total+o.cfg.Spare)
+		if err != nil {
+			return nil, fmt.Errorf("segment %d: look up placement: %w", s, err)
+		}
+		if len(peers) >= total {
+			return peers, nil
+		}
+		if attempt == 3 {
+			return nil, fmt.Errorf("%w: the ring has %d live peers and %d-shard coding needs %d; start more peers or lower --total", ErrTooFewPeers, len(peers), total, total)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+		wait *= 2
+	}
 }
 
 // unplace deletes shards a failed put placed, with a fresh deadline: the
