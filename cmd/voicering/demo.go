@@ -76,13 +76,6 @@ func runDemo(c *cli.Context) error {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	for _, p := range peers {
-		wg.Go(func() {
-			if err := p.Run(ctx); err != nil {
-				errs <- err
-			}
-		})
-	}
 	defer func() {
 		lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		for _, p := range peers {
@@ -96,6 +89,21 @@ func runDemo(c *cli.Context) error {
 
 	w := out(c)
 	fmt.Fprintf(w, "voicering demo: starting %d peers on 127.0.0.1 (data in %s)\n", n, dir)
+	// Peers join one after another: a ring grown from simultaneous joins
+	// can settle in loops that take a merge round to undo.
+	for i, p := range peers {
+		wg.Go(func() {
+			if err := p.Run(ctx); err != nil {
+				errs <- err
+			}
+		})
+		if i == 0 {
+			continue
+		}
+		if err := waitJoined(c.Context, p); err != nil {
+			return fmt.Errorf("demo: peer %d: %w", i, err)
+		}
+	}
 	scheme := coding.Scheme{Needed: min(4, n), Total: min(6, n)}
 	took, err := demoCheck(c.Context, peers, scheme, log)
 	if err != nil {
@@ -136,6 +144,18 @@ func demoCheck(ctx context.Context, peers []*peer.Peer, s coding.Scheme, log *sl
 	rand.Read(data)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		if err := peer.Settled(peers); err != nil {
+			if time.Now().After(deadline) {
+				return 0, fmt.Errorf("the ring did not settle in 60s: %w", err)
+			}
+			log.Debug("ring not settled yet", "err", err)
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		cp, _, err := peers[0].Objects().Put(cctx, bytes.NewReader(data), coding.Params{Scheme: s, ContentType: "application/octet-stream"})
@@ -178,4 +198,20 @@ func answers(ctx context.Context, addr string) bool {
 	defer cancel()
 	_, _, err = cl.Lookup(ctx, dht.Key("demo"), 1)
 	return err == nil
+}
+
+// waitJoined waits until p has joined the ring (it knows a successor).
+func waitJoined(ctx context.Context, p *peer.Peer) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(p.Node().Neighbours().Successors) == 0 {
+		if time.Now().After(deadline) {
+			return errors.New("did not join the ring in 30s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }

@@ -119,6 +119,10 @@ func (o *Objects) manifestQuorum(s coding.Scheme) Quorum {
 // while any of them lives, one is among the first R that are alive.
 var manifestRead = Quorum{R: 1}
 
+// manifestReadWide is the second look before a manifest is declared
+// missing: as far along the ring as a successor list reaches.
+var manifestReadWide = Quorum{N: 12, R: 1}
+
 // manifestEntry names chunk i of a manifest in its record. A manifest
 // (up to coding.MaxManifestSize) is cut into entries of at most
 // store.MaxValueSize bytes.
@@ -293,6 +297,12 @@ func (o *Objects) putManifest(ctx context.Context, si coding.StorageIndex, m *co
 // return something else (a lying or damaged peer); record errors.
 func (o *Objects) Manifest(ctx context.Context, c coding.Cap) (*coding.Manifest, error) {
 	es, err := o.cfg.Records.GetWith(ctx, store.Key(c.StorageIndex()), manifestRead)
+	if errors.Is(err, store.ErrNotFound) {
+		// Before saying an object does not exist, look further along the
+		// ring: while it settles (joins, a mass restart) lookups from
+		// different peers can disagree on where a key's replicas start.
+		es, err = o.cfg.Records.GetWith(ctx, store.Key(c.StorageIndex()), manifestReadWide)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("ring: %w: nothing is stored for this cap (removed, never stored, or stored on another ring)", ErrNotFound)
 	}
