@@ -838,6 +838,14 @@ func (n *Node) Lookup(ctx context.Context, key ID, count int) ([]Peer, LookupSta
 
 func (n *Node) find(ctx context.Context, to Peer, key ID, count int) (findResp, error) {
 	if to.ID == n.self.ID {
+		n.mu.Lock()
+		alone := len(n.succ) == 0
+		n.mu.Unlock()
+		if alone {
+			// Others still list our previous run: our own answer would
+			// be "just me", which a (re)join cannot use.
+			return findResp{}, errors.New("dht: lookup reached this node, which has no successors yet")
+		}
 		return n.answer(key, count), nil
 	}
 	b, err := n.ctl(ctx, to, methodFind, findReq{Key: key, N: count}.encode())

@@ -52,7 +52,9 @@ func checkLookups(t *testing.T, c *dhttest.Cluster, perPeer int) dhttest.LookupR
 // -sim.sizes picks the ring sizes of the simulations; the default fits
 // the test time budget under -race. The figures in the package doc come
 // from: go test ./dht/dhttest -run Sim -v -sim.sizes=32,128,1000
-var simSizes = flag.String("sim.sizes", "32,128,256", "comma-separated ring sizes for TestSimLookups; the largest also runs TestSimMassRestart")
+const defaultSizes = "32,128,256"
+
+var simSizes = flag.String("sim.sizes", defaultSizes, "comma-separated ring sizes for TestSimLookups; the largest also runs TestSimMassRestart (128 by default)")
 
 func sizes(t *testing.T) []int {
 	var ns []int
@@ -95,7 +97,7 @@ func TestSimLookups(t *testing.T) {
 // peak second, and the time to reconverge (all simulated time).
 func TestSimMassRestart(t *testing.T) {
 	n := slices.Max(sizes(t))
-	if n > 128 && !testing.Short() && *simSizes == "32,128,256" {
+	if *simSizes == defaultSizes {
 		n = 128 // the default run keeps the restart storm small under -race
 	}
 	const window = time.Minute
