@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ var (
 type nonces struct {
 	secret []byte
 	ttl    time.Duration
+	algos  []string
 	now    func() time.Time
 
 	mu        sync.Mutex
@@ -43,12 +45,12 @@ type ncState struct {
 // the nonces are forgotten early (their UAs get a stale challenge).
 const maxTracked = 1 << 20
 
-func newNonces(secret []byte, ttl time.Duration, now func() time.Time) *nonces {
+func newNonces(secret []byte, ttl time.Duration, algos []string, now func() time.Time) *nonces {
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		rand.Read(secret)
 	}
-	return &nonces{secret: secret, ttl: ttl, now: now, seen: map[string]ncState{}}
+	return &nonces{secret: secret, ttl: ttl, algos: algos, now: now, seen: map[string]ncState{}}
 }
 
 // issue returns a fresh nonce: 8 bytes of time, 8 random, 16 of MAC.
@@ -112,12 +114,12 @@ func (n *nonces) sweep(now time.Time) {
 	}
 }
 
-// challenges returns the WWW-Authenticate values for realm, most preferred
-// first (RFC 8760 §2.4): SHA-256, then MD5.
+// challenges returns the WWW-Authenticate values for realm, one per
+// algorithm offered, most preferred first (RFC 8760 §2.4).
 func (n *nonces) challenges(realm string, stale bool) []string {
 	nonce := n.issue()
 	var out []string
-	for _, algo := range []string{"SHA-256", "MD5"} {
+	for _, algo := range n.algos {
 		s := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, realm, nonce, algo)
 		if stale {
 			s += ", stale=true"
@@ -141,9 +143,11 @@ func (n *nonces) parseAuthorization(value, realm string) (*digest.Credentials, e
 	if !strings.EqualFold(c.Realm, realm) {
 		return nil, fmt.Errorf("%w: realm %q, want %q", errNoCredentials, c.Realm, realm)
 	}
-	switch strings.ToUpper(c.Algorithm) {
-	case "", "MD5", "SHA-256":
-	default:
+	algo := strings.ToUpper(c.Algorithm)
+	if algo == "" {
+		algo = "MD5"
+	}
+	if !slices.Contains(n.algos, algo) {
 		return nil, fmt.Errorf("%w: algorithm %q is not offered", errNoCredentials, c.Algorithm)
 	}
 	if c.QOP != "auth" {

@@ -260,3 +260,21 @@ func (ph *phone) call(ctx context.Context, server, callee string) (*sipgo.Dialog
 	req.SetBody([]byte("v=0\r\n"))
 	return ph.dialog.WriteInvite(ctx, req)
 }
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}

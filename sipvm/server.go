@@ -48,6 +48,11 @@ type Config struct {
 	// MaxExpires. Zero: 60s and 1h. DefaultExpires is the lifetime when
 	// the REGISTER gives none. Zero: 1h.
 	MinExpires, MaxExpires, DefaultExpires time.Duration
+	// Algorithms are the digest algorithms offered, in order of
+	// preference ("SHA-256", "MD5"). Some UAs (sipp 3.6, old phones)
+	// answer only the first challenge and know only MD5: list MD5 first
+	// for them. Zero: SHA-256 then MD5, as RFC 8760 recommends.
+	Algorithms []string
 	// NonceTTL is how long a digest nonce is accepted. Zero: 5 min.
 	NonceTTL time.Duration
 	// NonceSecret keys the nonces' HMAC; peers sharing it accept each
@@ -124,6 +129,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("%w: MinExpires %s above MaxExpires %s", ErrConfig, cfg.MinExpires, cfg.MaxExpires)
 	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{"SHA-256", "MD5"}
+	}
+	for i, a := range cfg.Algorithms {
+		switch a = strings.ToUpper(a); a {
+		case "SHA-256", "MD5":
+			cfg.Algorithms[i] = a
+		default:
+			return nil, fmt.Errorf("%w: digest algorithm %q: offer SHA-256 or MD5", ErrConfig, a)
+		}
+	}
 	if cfg.Voicemail == nil {
 		cfg.Voicemail = NoVoicemail{}
 	}
@@ -135,7 +151,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, accounts: NewAccounts(cfg.Records),
-		nonces: newNonces(cfg.NonceSecret, cfg.NonceTTL, cfg.Now),
+		nonces: newNonces(cfg.NonceSecret, cfg.NonceTTL, cfg.Algorithms, cfg.Now),
 		cache:  newCache(cfg.CacheTTL, cfg.Now),
 	}
 	if err := s.listen(); err != nil {

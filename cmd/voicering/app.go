@@ -37,6 +37,7 @@ func newApp() *cli.App {
 			statCommand(),
 			rmCommand(),
 			caCommand(),
+			userCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {

@@ -6,17 +6,21 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/sipvm"
+	"github.com/voicering/voicering/sipvm/ringpeer"
 	"github.com/voicering/voicering/store/peer"
 )
 
@@ -30,6 +34,8 @@ func demoCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Value: defaultDemoDir(), EnvVars: []string{"VOICERING_DEMO"}, Usage: "`DIR` for the peers' data"},
 			&cli.IntFlag{Name: "peers", Value: 8, Usage: "how many peers to run"},
+			&cli.StringFlag{Name: "sip", Value: "127.0.0.1:5060", Usage: "`HOST:PORT` the first peer serves SIP on (a free port when it is taken); \"off\" for none"},
+			domainFlag(),
 			logLevelFlag(),
 		},
 		Action: runDemo,
@@ -54,22 +60,33 @@ func runDemo(c *cli.Context) error {
 	}
 
 	var peers []*peer.Peer
+	var whole []*ringpeer.Peer
 	var addrs []string
 	defer func() {
-		for _, p := range peers {
+		for _, p := range whole {
 			p.Close()
 		}
 	}()
+	sipNote := ""
 	for i := range n {
-		cfg := peer.Config{
+		cfg := ringpeer.Config{Peer: peer.Config{
 			Dir: filepath.Join(dir, fmt.Sprintf("peer-%d", i)), Listen: "127.0.0.1:0",
 			Bootstrap: addrs, Node: tickedNode(200 * time.Millisecond), Logger: log.With("peer", i),
+		}}
+		if i == 0 && c.String("sip") != "off" {
+			cfg.SIP = &sipvm.Config{Listen: c.String("sip"), Domain: c.String("domain")}
 		}
-		p, err := peer.New(cfg)
+		p, err := ringpeer.New(cfg)
+		if err != nil && cfg.SIP != nil && errors.Is(err, syscall.EADDRINUSE) {
+			sipNote = fmt.Sprintf("(%s is taken, so SIP listens on a free port instead)\n", c.String("sip"))
+			cfg.SIP.Listen = "127.0.0.1:0"
+			p, err = ringpeer.New(cfg)
+		}
 		if err != nil {
 			return fmt.Errorf("demo: peer %d: %w", i, err)
 		}
-		peers = append(peers, p)
+		whole = append(whole, p)
+		peers = append(peers, p.Peer)
 		addrs = append(addrs, p.Self().Addr)
 	}
 
@@ -93,7 +110,7 @@ func runDemo(c *cli.Context) error {
 	// can settle in loops that take a merge round to undo.
 	for i, p := range peers {
 		wg.Go(func() {
-			if err := p.Run(ctx); err != nil {
+			if err := whole[i].Run(ctx); err != nil {
 				errs <- err
 			}
 		})
@@ -116,6 +133,11 @@ func runDemo(c *cli.Context) error {
 	fmt.Fprintf(w, "peers:\n")
 	for i, p := range peers {
 		fmt.Fprintf(w, "  %d  %s  %s\n", i, p.Self().Addr, p.Self().ID.Short())
+	}
+	if sipSrv := whole[0].SIP; sipSrv != nil {
+		if err := demoAccounts(c.Context, w, sipSrv, sipNote); err != nil {
+			return fmt.Errorf("demo: accounts: %w", err)
+		}
 	}
 	fmt.Fprintf(w, `
 try, in another terminal (the demo's peers are found without --peer):
@@ -213,5 +235,26 @@ func waitJoined(ctx context.Context, p *peer.Peer) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
+}
+
+// demoUsers are the demo's SIP accounts: user name and password.
+var demoUsers = [][2]string{{"alice", "alice-demo"}, {"bob", "bob-demo"}}
+
+// demoAccounts creates the demo's SIP accounts and prints how to use them.
+func demoAccounts(ctx context.Context, w io.Writer, s *sipvm.Server, note string) error {
+	for _, u := range demoUsers {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := s.Accounts().Add(cctx, u[0], s.Domain(), u[1])
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "\nSIP: registrar and proxy for %s on %s (UDP and TCP)\n%s", s.Domain(), s.Addr(), note)
+	for _, u := range demoUsers {
+		fmt.Fprintf(w, "  account %-28s password %s\n", sipvm.AOR(u[0], s.Domain()), u[1])
+	}
+	fmt.Fprintf(w, "point a softphone at %s (user alice, domain %s), register a second as bob, call alice\n", s.Addr(), s.Domain())
 	return nil
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/sipvm"
+	"github.com/voicering/voicering/sipvm/ringpeer"
 	"github.com/voicering/voicering/store/peer"
 )
 
@@ -24,6 +27,12 @@ func nodeCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "join", Aliases: []string{"j"}, Usage: "`HOST:PORT` of ring peers to join through (repeat or comma-separate); none starts a new ring"},
 			caFlag(),
 			logLevelFlag(),
+			&cli.StringFlag{Name: "sip", Usage: "serve SIP (registrar and proxy) on `HOST:PORT`, UDP and TCP alike, e.g. 0.0.0.0:5060; default: no SIP"},
+			&cli.StringFlag{Name: "sip-advertise", Usage: "`HOST:PORT` phones and other SIP servers reach this peer at (default: the --sip address)"},
+			domainFlag(),
+			&cli.StringFlag{Name: "sip-cert", Usage: "TLS certificate `FILE` (PEM) to also serve SIP over TLS on the --sip port plus one"},
+			&cli.StringFlag{Name: "sip-key", Usage: "TLS key `FILE` (PEM) for --sip-cert"},
+			&cli.DurationFlag{Name: "ring-timeout", Value: 20 * time.Second, Usage: "how long a call rings before it goes to voicemail"},
 			&cli.DurationFlag{Name: "answer-delay", Hidden: true, Usage: "delay every store answer (benchmarks' slow peer)"},
 			&cli.DurationFlag{Name: "tick", Hidden: true, Usage: "scale the ring's periods to this stabilize period (tests and benchmarks)"},
 		},
@@ -52,16 +61,47 @@ func runNode(c *cli.Context) error {
 		cfg.Node = tickedNode(t)
 		cfg.Maintain.Settle = 4 * t
 	}
-	p, err := peer.New(cfg)
+	rc := ringpeer.Config{Peer: cfg}
+	if rc.SIP, err = sipConfig(c); err != nil {
+		return err
+	}
+	p, err := ringpeer.New(rc)
 	if err != nil {
 		return err
 	}
 	log.Info("peer running", "id", p.Self().ID.String(), "addr", p.Self().Addr, "data", cfg.Dir, "protocol", dht.ProtocolVersion)
+	if p.SIP != nil {
+		log.Info("SIP serving", "addr", p.SIP.Addr(), "advertise", p.SIP.Advertised(), "domain", p.SIP.Domain())
+	}
 	return serveUntilDone(c.Context, p, log)
 }
 
+// sipConfig returns the SIP settings the flags give, nil without --sip.
+func sipConfig(c *cli.Context) (*sipvm.Config, error) {
+	if c.String("sip") == "" {
+		return nil, nil
+	}
+	sc := &sipvm.Config{
+		Listen: c.String("sip"), Advertise: c.String("sip-advertise"),
+		Domain: c.String("domain"), RingTimeout: c.Duration("ring-timeout"),
+	}
+	if cert, key := c.String("sip-cert"), c.String("sip-key"); cert != "" || key != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--sip-cert %q --sip-key %q: %w", cert, key, err)}
+		}
+		sc.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+	return sc, nil
+}
+
+// domainFlag is the SIP domain, for node and user.
+func domainFlag() cli.Flag {
+	return &cli.StringFlag{Name: "domain", Value: "voicering.local", EnvVars: []string{"VOICERING_DOMAIN"}, Usage: "the SIP `DOMAIN` served (users are sip:USER@DOMAIN; it is also the digest realm)"}
+}
+
 // serveUntilDone runs p until ctx ends, then leaves the ring and closes p.
-func serveUntilDone(ctx context.Context, p *peer.Peer, log interface{ Info(string, ...any) }) error {
+func serveUntilDone(ctx context.Context, p *ringpeer.Peer, log interface{ Info(string, ...any) }) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
