@@ -202,6 +202,12 @@ func extend(ctx context.Context, f finder, peers []Peer, n int, st *LookupStats)
 			}
 		}
 		if base < 0 {
+			if len(peers) > 0 {
+				// The tail did not answer (peers just died, not yet
+				// noticed): the peers found so far are the answer, fewer
+				// than asked for; callers route around dead ones.
+				return peers, *st, nil
+			}
 			return peers, *st, fmt.Errorf("%w: extending the successor list: %w", ErrNoPeers, err)
 		}
 		st.Hops++

@@ -655,6 +655,10 @@ func (n *Node) stabilize(ctx context.Context) {
 			}
 			succ = append(succ, p)
 		}
+		if len(succ) == 0 {
+			n.mu.Unlock()
+			continue // every candidate is unusable: try the next successor
+		}
 		n.setLocked(n.pred, n.hasPred, succ)
 		n.joined = true
 		first := succ[0]
@@ -761,19 +765,28 @@ func (n *Node) merge(ctx context.Context) {
 		}
 	}
 	n.mu.Unlock()
-	if len(fingers) > 0 {
-		n.rmu.Lock()
-		f := fingers[n.rng.IntN(len(fingers))]
-		n.rmu.Unlock()
-		starts = append(starts, f)
-	}
-	if len(starts) > 0 {
-		n.mergeFrom(ctx, starts)
+	n.rmu.Lock()
+	n.rng.Shuffle(len(fingers), func(i, j int) { fingers[i], fingers[j] = fingers[j], fingers[i] })
+	n.rmu.Unlock()
+	starts = append(starts, fingers[:min(len(fingers), mergeFingers)]...)
+	// Each start is looked up from on its own: a ring grown from
+	// concurrent joins can settle in interleaved loops, and only a route
+	// that runs through the other loop finds the closer successor; one
+	// lookup from all starts at once tends to stay in one loop.
+	for _, s := range starts {
+		if ctx.Err() != nil {
+			return
+		}
+		n.mergeFrom(ctx, []Peer{s})
 	}
 	if p, ok := n.dueLost(time.Now()); ok {
 		n.mergeFrom(ctx, []Peer{p})
 	}
 }
+
+// mergeFingers is how many random fingers a merge round looks up from,
+// beside the bootstrap peers.
+const mergeFingers = 3
 
 // mergeFrom looks the node's own ID up from starts and adopts a closer
 // successor than its own.

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/dht"
 	"github.com/voicering/voicering/store/peer"
 	"github.com/voicering/voicering/store/ring"
@@ -114,6 +115,60 @@ func newClient(c *cli.Context, log *slog.Logger) (*peer.Client, error) {
 	return peer.NewClient(cfg)
 }
 
+// session is what a client verb works with: a ring client and a context
+// bounded by --timeout. Close releases both.
+type session struct {
+	*peer.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// openSession builds the client and context a client verb's flags ask for.
+func openSession(c *cli.Context) (*session, error) {
+	log, err := logger(c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := newClient(c, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := withTimeout(c)
+	return &session{cl, ctx, cancel}, nil
+}
+
+func (s *session) Close() {
+	s.cancel()
+	s.Client.Close()
+}
+
+// capArg returns the one CAP argument a verb takes.
+func capArg(c *cli.Context) (coding.Cap, error) {
+	if c.NArg() != 1 {
+		return coding.Cap{}, usageError{fmt.Errorf("%s takes one CAP, got %d arguments", c.Command.Name, c.NArg())}
+	}
+	cp, err := coding.ParseCap(c.Args().First())
+	if err != nil {
+		return coding.Cap{}, usageError{err}
+	}
+	return cp, nil
+}
+
+// capSession is openSession for a verb that takes one CAP argument.
+func capSession(c *cli.Context) (coding.Cap, *session, error) {
+	cp, err := capArg(c)
+	if err != nil {
+		return cp, nil, err
+	}
+	s, err := openSession(c)
+	return cp, s, err
+}
+
+// withTimeout bounds a client verb so a dead ring cannot hang a script.
+func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, c.Duration("timeout"))
+}
+
 // notFoundError marks "no such object" (exit code 3).
 type notFoundError struct{ error }
 
@@ -156,11 +211,6 @@ func progress(c *cli.Context, total int64, what string) *progressbar.ProgressBar
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
-}
-
-// withTimeout bounds a client verb so a dead ring cannot hang a script.
-func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.Context, c.Duration("timeout"))
 }
 
 func timeoutFlag() cli.Flag {

@@ -38,9 +38,8 @@ func TestRingOfSixteenProcesses(t *testing.T) {
 	for i := range keys {
 		keys[i] = dht.Key(fmt.Sprintf("test:key:%d", rng.Uint64()))
 	}
-	if err := r.lookupsCorrect(ctx, keys); err != nil {
-		t.Fatalf("after convergence: %v", err)
-	}
+	settle := waitFor(t, "every lookup to reach the right owner", 60*time.Second, func() error { return r.lookupsCorrect(ctx, keys) })
+	t.Logf("FIGURE: lookups from every peer correct %s after that", settle.Round(time.Millisecond))
 
 	// Records written before the kills.
 	const records = 40
@@ -51,8 +50,21 @@ func TestRingOfSixteenProcesses(t *testing.T) {
 		}
 	}
 
-	// SIGKILL five peers at once.
-	victims := rng.Perm(n)[:killed]
+	// SIGKILL five peers at once, spread around the ring: every third peer
+	// in ID order from a random start, so no three consecutive peers (a
+	// record's replica set, R = 3) lose more than one. Five random kills
+	// would lose all three replicas of some record about half the time
+	// with 40 records: that is what R = 3 means, not a fault.
+	byID := make([]int, n)
+	for i := range byID {
+		byID[i] = i
+	}
+	slices.SortFunc(byID, func(a, b int) int { return r.procs[a].id.Compare(r.procs[b].id) })
+	offset := rng.IntN(n)
+	var victims []int
+	for k := range killed {
+		victims = append(victims, byID[(offset+3*k)%n])
+	}
 	for _, i := range victims {
 		r.kill(i)
 	}
@@ -92,9 +104,8 @@ func TestRingOfSixteenProcesses(t *testing.T) {
 	c = r.client()
 	back := waitFor(t, "the restarted peers to rejoin", 90*time.Second, func() error { return r.converged(ctx, c) })
 	t.Logf("FIGURE: the 5 restarted peers rejoined (all successor lists true) in %s", back.Round(time.Millisecond))
-	if err := r.lookupsCorrect(ctx, keys); err != nil {
-		t.Fatalf("after the restart: %v", err)
-	}
+	// Peers that remembered them as dead take them back within DeadMemory.
+	waitFor(t, "lookups to reach the restarted peers", 60*time.Second, func() error { return r.lookupsCorrect(ctx, keys) })
 }
 
 // writeRandomFile writes n seeded random bytes to a file and returns its

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/voicering/voicering/coding"
 )
 
 func getCommand() *cli.Command {
@@ -21,25 +18,12 @@ func getCommand() *cli.Command {
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "-", Usage: "`FILE` to write, - for stdout; written whole or not at all"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageError{fmt.Errorf("get takes one CAP, got %d arguments", c.NArg())}
-			}
-			cp, err := coding.ParseCap(c.Args().First())
-			if err != nil {
-				return usageError{err}
-			}
-			log, err := logger(c)
+			cp, s, err := capSession(c)
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c, log)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			m, err := cl.Objects().Manifest(ctx, cp)
+			defer s.Close()
+			m, err := s.Objects().Manifest(s.ctx, cp)
 			if err != nil {
 				return classify(unreachableHint(err))
 			}
@@ -59,7 +43,7 @@ func getCommand() *cli.Command {
 				w = io.MultiWriter(w, bar)
 				defer bar.Finish()
 			}
-			if err := cl.Objects().Get(ctx, cp, w); err != nil {
+			if err := s.Objects().Read(s.ctx, cp, m, w); err != nil {
 				return classify(unreachableHint(err))
 			}
 			if tmp != nil {

@@ -132,6 +132,7 @@ func tickedNode(t time.Duration) dht.Config {
 		StabilizePeriod:  t,
 		FixFingersPeriod: t,
 		PingPeriod:       2 * t,
+		MergePeriod:      20 * t,
 		Backoff:          dht.Backoff{Initial: t / 2, Max: 25 * t},
 	}
 }

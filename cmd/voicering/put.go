@@ -54,22 +54,16 @@ func putCommand() *cli.Command {
 			if ctype == "" && name != "-" {
 				ctype = mime.TypeByExtension(filepath.Ext(name))
 			}
-			log, err := logger(c)
+			s, err := openSession(c)
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c, log)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+			defer s.Close()
 			if bar := progress(c, size, "put"); bar != nil {
 				in = io.TeeReader(in, bar)
 				defer bar.Finish()
 			}
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			cp, m, err := cl.Objects().Put(ctx, in, coding.Params{Scheme: scheme, ContentType: ctype})
+			cp, m, err := s.Objects().Put(s.ctx, in, coding.Params{Scheme: scheme, ContentType: ctype})
 			if err != nil {
 				return unreachableHint(err)
 			}

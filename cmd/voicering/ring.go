@@ -20,19 +20,13 @@ func ringCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Second, Usage: "give up after this long"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
+			s, err := openSession(c)
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c, log)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
+			defer s.Close()
 			addrs, _ := peerAddrs(c)
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			st, err := cl.Status(ctx, addrs[0])
+			st, err := s.Status(s.ctx, addrs[0])
 			if err != nil {
 				return unreachableHint(err)
 			}

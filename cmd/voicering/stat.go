@@ -6,8 +6,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/voicering/voicering/coding"
 )
 
 func statCommand() *cli.Command {
@@ -17,25 +15,12 @@ func statCommand() *cli.Command {
 		ArgsUsage: "CAP",
 		Flags:     []cli.Flag{peerFlag(), caFlag(), identityFlag(), logLevelFlag(), timeoutFlag(), &cli.BoolFlag{Name: "json", Usage: "print as JSON"}},
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageError{fmt.Errorf("stat takes one CAP, got %d arguments", c.NArg())}
-			}
-			cp, err := coding.ParseCap(c.Args().First())
-			if err != nil {
-				return usageError{err}
-			}
-			log, err := logger(c)
+			cp, s, err := capSession(c)
 			if err != nil {
 				return err
 			}
-			cl, err := newClient(c, log)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := withTimeout(c)
-			defer cancel()
-			st, err := cl.Objects().Stat(ctx, cp)
+			defer s.Close()
+			st, err := s.Objects().Stat(s.ctx, cp)
 			if err != nil {
 				return classify(unreachableHint(err))
 			}

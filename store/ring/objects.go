@@ -344,6 +344,12 @@ func (o *Objects) Get(ctx context.Context, c coding.Cap, w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return o.Read(ctx, c, m, w)
+}
+
+// Read is Get with the manifest already fetched (by Manifest, for the
+// object's size or type). Errors as Get, but for ErrNotFound.
+func (o *Objects) Read(ctx context.Context, c coding.Cap, m *coding.Manifest, w io.Writer) error {
 	d, err := coding.NewDecoder(c.Key, m, o.cfg.Workers)
 	if err != nil {
 		return fmt.Errorf("ring: get: %w", err)
