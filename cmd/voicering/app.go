@@ -36,6 +36,7 @@ func newApp() *cli.App {
 			getCommand(),
 			statCommand(),
 			rmCommand(),
+			benchCommand(),
 			caCommand(),
 			userCommand(),
 			versionCommand(),
