@@ -370,26 +370,36 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		var wg sync.WaitGroup
-		for pos, p := range peers {
-			wg.Go(func() {
-				cctx, cancelCall := context.WithTimeout(ctx, o.cfg.CallTimeout)
-				defer cancelCall()
-				for i, data := range o.segmentShards(cctx, p, si, s, pos, m.Scheme.Total) {
-					o.read.Add(uint64(len(data)))
-					enough, err := c.Offer(i, data)
-					if errors.Is(err, coding.ErrCorruptShard) {
-						o.corrupt.Add(1)
-						o.cfg.Logger.Warn("corrupt shard from peer", "segment", s, "shard", i, "peer", p, "err", err)
+		ask := func(peers []dht.Peer, first int) {
+			var wg sync.WaitGroup
+			for k, p := range peers {
+				wg.Go(func() {
+					cctx, cancelCall := context.WithTimeout(ctx, o.cfg.CallTimeout)
+					defer cancelCall()
+					for i, data := range o.segmentShards(cctx, p, si, s, first+k, m.Scheme.Total) {
+						o.read.Add(uint64(len(data)))
+						enough, err := c.Offer(i, data)
+						if errors.Is(err, coding.ErrCorruptShard) {
+							o.corrupt.Add(1)
+							o.cfg.Logger.Warn("corrupt shard from peer", "segment", s, "shard", i, "peer", p, "err", err)
+						}
+						if enough {
+							cancel() // the long tail is not needed
+							return
+						}
 					}
-					if enough {
-						cancel() // the long tail is not needed
-						return
-					}
-				}
-			})
+				})
+			}
+			wg.Wait()
 		}
-		wg.Wait()
+		// The placement peers first, all at once; the spares only when
+		// they did not give enough (shards drift to spares after failures,
+		// until repair moves them home).
+		total := min(m.Scheme.Total, len(peers))
+		ask(peers[:total], 0)
+		if !c.Enough() && len(peers) > total {
+			ask(peers[total:], total)
+		}
 		return nil
 	}
 }
