@@ -121,7 +121,10 @@ func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 // other answers are absorbed by the transaction layer.
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if s.forUs(req.Recipient) && !s.routedThrough(req) {
-		return // an ACK to this peer itself: nothing to do
+		if s.vm != nil { // an ACK to this peer itself: for voicemail, or nothing
+			s.vm.dialogs.ReadAck(req, tx)
+		}
+		return
 	}
 	fwd, ok := s.forwarded(req, nil)
 	if !ok {
@@ -194,6 +197,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	user := req.Recipient.User
 	if CheckName("user", user) != nil {
 		s.respond(req, tx, sip.StatusNotFound, "Not Found (no such user)")
+		return
+	}
+	if s.vm != nil && user == s.vm.cfg.User {
+		s.vm.retrieve(ctx, req, tx)
 		return
 	}
 	aor := AOR(user, s.cfg.Domain)

@@ -38,8 +38,13 @@ type Config struct {
 	// TLSListen is the HOST:PORT for TLS. Zero: Listen's host, its port
 	// plus one (5061 beside 5060).
 	TLSListen string
-	// Voicemail takes the calls no contact answered. Nil: NoVoicemail.
+	// Voicemail takes the calls no contact answered. Nil: NoVoicemail,
+	// unless VM is set.
 	Voicemail Voicemail
+	// VM, when set, turns on the voicemail service of this peer (deposit,
+	// retrieval at sip:voicemail@DOMAIN, MWI) and takes the place of
+	// Voicemail. Nil: no voicemail service.
+	VM *VoicemailConfig
 	// RingTimeout is how long an INVITE rings the contacts before it goes
 	// to voicemail. Zero: 20s.
 	RingTimeout time.Duration
@@ -79,6 +84,7 @@ type Server struct {
 	accounts *Accounts
 	nonces   *nonces
 	cache    *cache
+	vm       *voicemail // nil: no voicemail service
 
 	advHost string
 	advPort int
@@ -160,6 +166,16 @@ func New(cfg Config) (*Server, error) {
 	if err := s.build(); err != nil {
 		s.closeSockets()
 		return nil, err
+	}
+	if cfg.VM != nil {
+		vm, err := newVoicemail(s, *cfg.VM)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		vm.dialogs = sipgo.NewDialogServerCache(s.client, sip.ContactHeader{
+			Address: sip.Uri{Scheme: "sip", Host: s.advHost, Port: s.advPort}})
+		s.vm, s.cfg.Voicemail = vm, vm
 	}
 	return s, nil
 }
@@ -267,6 +283,8 @@ func (s *Server) build() error {
 	s.srv.OnInvite(s.onInvite)
 	s.srv.OnAck(s.onAck)
 	s.srv.OnCancel(s.onStrayCancel)
+	s.srv.OnBye(s.onBye)
+	s.srv.OnSubscribe(s.onSubscribe)
 	s.srv.OnNoRoute(s.onOther)
 	return nil
 }
@@ -382,4 +400,16 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 // onStrayCancel answers a CANCEL that matched no INVITE in progress.
 func (s *Server) onStrayCancel(req *sip.Request, tx sip.ServerTransaction) {
 	s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+}
+
+// onBye takes a BYE: proxied along a record-routed dialog, or ending a
+// voicemail call of this peer, else 481.
+func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	switch {
+	case s.routedThrough(req):
+		s.forwardInDialog(req, tx)
+	case s.vm != nil && s.vm.dialogs.ReadBye(req, tx) == nil:
+	default:
+		s.respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+	}
 }

@@ -1,11 +1,13 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -89,13 +91,29 @@ func (s *Session) send(pt uint8, marker bool, payload []byte, ts uint32) error {
 // Play sends pcm as 20 ms packets in real time (a short last packet
 // is padded with silence) and returns when all are sent or ctx ends.
 func (s *Session) Play(ctx context.Context, pcm []int16) error {
-	start := time.Now()
+	return s.PlayFrom(ctx, bytes.NewReader(PCMBytes(nil, pcm)))
+}
+
+// PlayFrom sends the 16-bit little-endian samples read from r as 20 ms
+// packets in real time, reading each packet's samples just before it is
+// due (so r may be a stream still being fetched), until r ends (nil), r
+// fails or ctx ends.
+func (s *Session) PlayFrom(ctx context.Context, r io.Reader) error {
+	var start time.Time
 	t := time.NewTimer(0)
 	defer t.Stop()
-	for i := 0; i*FrameSamples < len(pcm); i++ {
-		frame := pcm[i*FrameSamples : min(len(pcm), (i+1)*FrameSamples)]
-		if len(frame) < FrameSamples {
-			frame = append(frame[:len(frame):len(frame)], make([]int16, FrameSamples-len(frame))...)
+	buf := make([]byte, 2*FrameSamples)
+	for i := 0; ; i++ {
+		n, err := io.ReadFull(r, buf)
+		if n == 0 {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		clear(buf[n:])
+		if i == 0 {
+			start = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -106,12 +124,17 @@ func (s *Session) Play(ctx context.Context, pcm []int16) error {
 		ts := s.ts
 		s.ts += FrameSamples
 		s.mu.Unlock()
-		if err := s.send(s.codec.PayloadType, i == 0, s.codec.Encode(nil, frame), ts); err != nil {
+		if err := s.send(s.codec.PayloadType, i == 0, s.codec.Encode(nil, BytesPCM(buf)), ts); err != nil {
 			return err
 		}
 		t.Reset(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
+		if err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil && err != io.EOF {
+			return err
+		}
 	}
-	return nil
 }
 
 // SendDigit sends key d as an RFC 4733 event of length dur: a packet per

@@ -6,8 +6,13 @@ package ringpeer
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/voicering/voicering/sipvm"
@@ -41,6 +46,17 @@ func New(cfg Config) (*Peer, error) {
 	if cfg.SIP != nil {
 		sc := *cfg.SIP
 		sc.Records = p.Records()
+		if sc.VM != nil {
+			vc := *sc.VM
+			vc.Objects = p.Objects()
+			if vc.Key == nil {
+				if vc.Key, err = VoicemailKey(cfg.Peer.Dir); err != nil {
+					p.Close()
+					return nil, err
+				}
+			}
+			sc.VM = &vc
+		}
 		if sc.Logger == nil && cfg.Peer.Logger != nil {
 			sc.Logger = cfg.Peer.Logger.With("part", "sip")
 		}
@@ -50,6 +66,36 @@ func New(cfg Config) (*Peer, error) {
 		}
 	}
 	return rp, nil
+}
+
+// KeyFile is the file, in a peer's data directory, holding the ring's
+// voicemail key (32 bytes, hex): every SIP peer of a ring needs the same
+// one, copied there like the ring CA (`voicering demo` does it).
+const KeyFile = "voicemail.key"
+
+// VoicemailKey reads the voicemail key of the peer with data directory
+// dir, creating a fresh one when there is none.
+func VoicemailKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, KeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		k := sipvm.NewMailboxKey()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("peer: voicemail key: %w", err)
+		}
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("peer: voicemail key: %w", err)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peer: voicemail key: %w", err)
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("peer: voicemail key %s: want 64 hex digits", path)
+	}
+	return k, nil
 }
 
 // Run runs the storage peer and the SIP server until ctx ends, or until

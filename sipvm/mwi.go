@@ -1,0 +1,202 @@
+package sipvm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/store"
+)
+
+// SubscriptionsKey is the key of the record holding the MWI
+// subscriptions of aor: one entry per subscription dialog (its Call-ID),
+// expiring with it, so that whichever peer changes the mailbox can notify
+// every subscriber.
+func SubscriptionsKey(aor string) store.Key { return store.Key(dht.Key("mwi:" + aor)) }
+
+// subscription is the dialog state a peer needs to send a NOTIFY.
+type subscription struct {
+	Contact   string    `json:"contact"`             // the subscriber's Contact: the NOTIFY's target
+	Source    string    `json:"source,omitempty"`    // where the SUBSCRIBE came from
+	Transport string    `json:"transport,omitempty"` // over what
+	CallID    string    `json:"callid"`
+	From      string    `json:"from"` // the subscriber's From URI and tag
+	FromTag   string    `json:"fromtag"`
+	To        string    `json:"to"` // our side: the To URI and the tag we gave
+	ToTag     string    `json:"totag"`
+	Expires   time.Time `json:"-"`
+}
+
+// summary is the RFC 3842 message-summary body for newN new and old
+// saved messages of aor.
+func summary(aor string, newN, old int) []byte {
+	waiting := "no"
+	if newN > 0 {
+		waiting = "yes"
+	}
+	return fmt.Appendf(nil, "Messages-Waiting: %s\r\nMessage-Account: %s\r\nVoice-Message: %d/%d\r\n", waiting, aor, newN, old)
+}
+
+func (s *Server) onSubscribe(req *sip.Request, tx sip.ServerTransaction) {
+	if s.routedThrough(req) {
+		s.forwardInDialog(req, tx)
+		return
+	}
+	if s.vm == nil {
+		s.respond(req, tx, sip.StatusMethodNotAllowed, "Method Not Allowed (no voicemail on this ring)", sip.NewHeader("Allow", allowed))
+		return
+	}
+	ev := req.GetHeader("Event")
+	if ev == nil || !strings.EqualFold(strings.TrimSpace(strings.SplitN(ev.Value(), ";", 2)[0]), "message-summary") {
+		s.respond(req, tx, 489, "Bad Event", sip.NewHeader("Allow-Events", "message-summary"))
+		return
+	}
+	ctx, ok := s.context()
+	if !ok {
+		s.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable (shutting down)")
+		return
+	}
+	defer s.calls.Done()
+	s.vm.subscribe(ctx, req, tx)
+}
+
+func (v *voicemail) subscribe(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) {
+	from, to, contact := req.From(), req.To(), req.Contact()
+	if from == nil || to == nil || req.CallID() == nil || contact == nil {
+		v.s.respond(req, tx, sip.StatusBadRequest, "Bad Request (missing From, To, Call-ID or Contact)")
+		return
+	}
+	user, ok := v.s.authenticate(ctx, req, tx)
+	if !ok {
+		return
+	}
+	if target := req.Recipient.User; target != user && target != v.cfg.User {
+		v.s.respond(req, tx, sip.StatusForbidden, "Forbidden (subscribe to your own mailbox)")
+		return
+	}
+	aor := AOR(user, v.s.cfg.Domain)
+	expires := v.cfg.SubscriptionExpires
+	if h := req.GetHeader("Expires"); h != nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+			expires = min(expires, time.Duration(n)*time.Second)
+		}
+	}
+	toTag, _ := to.Params.Get("tag")
+	if toTag == "" {
+		toTag = sip.GenerateTagN(10)
+	}
+	fromTag, _ := from.Params.Get("tag")
+	sub := subscription{
+		Contact: contact.Address.String(), Source: req.Source(), Transport: req.Transport(),
+		CallID: req.CallID().Value(), From: from.Address.String(), FromTag: fromTag,
+		To: to.Address.String(), ToTag: toTag, Expires: v.s.cfg.Now().Add(expires),
+	}
+	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	if t := res.To(); t != nil && !t.Params.Has("tag") {
+		t.Params.Add("tag", toTag)
+	}
+	res.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(int(expires/time.Second))))
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: v.s.advHost, Port: v.s.advPort}})
+	wctx, cancel := context.WithTimeout(ctx, v.s.cfg.RecordTimeout)
+	defer cancel()
+	var err error
+	if expires > 0 {
+		var b []byte
+		b, _ = json.Marshal(sub)
+		err = v.s.cfg.Records.Put(wctx, SubscriptionsKey(aor), store.Entry{Name: sub.CallID, Value: b,
+			Version: uint64(v.s.cfg.Now().UnixNano()), Expires: sub.Expires})
+	} else {
+		err = v.s.cfg.Records.Delete(wctx, SubscriptionsKey(aor), sub.CallID)
+	}
+	if err != nil {
+		v.s.log.Warn("voicemail: store subscription", "aor", aor, "err", err)
+		v.s.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable (the ring did not answer; retry)", sip.NewHeader("Retry-After", "5"))
+		return
+	}
+	if err := tx.Respond(res); err != nil {
+		return
+	}
+	msgs, _, _ := v.boxes.List(wctx, aor)
+	n, m := Counts(msgs)
+	v.notify(wctx, aor, sub, n, m)
+}
+
+// notifyAll sends the current message summary of aor to every live
+// subscription on the ring.
+func (v *voicemail) notifyAll(ctx context.Context, aor string) {
+	msgs, _, err := v.boxes.List(ctx, aor)
+	if err != nil {
+		return
+	}
+	n, m := Counts(msgs)
+	es, err := v.s.cfg.Records.Get(ctx, SubscriptionsKey(aor))
+	if err != nil {
+		return
+	}
+	now := v.s.cfg.Now()
+	for _, e := range es {
+		var sub subscription
+		if json.Unmarshal(e.Value, &sub) != nil || !e.Expires.After(now) {
+			continue
+		}
+		sub.Expires = e.Expires
+		if err := v.notify(ctx, aor, sub, n, m); errors.Is(err, errGone) {
+			v.s.cfg.Records.Delete(ctx, SubscriptionsKey(aor), e.Name)
+		}
+	}
+}
+
+var errGone = errors.New("subscription gone")
+
+// notify sends one NOTIFY in sub's dialog. Its CSeq is the clock in
+// centiseconds, so NOTIFYs from different peers still increase.
+func (v *voicemail) notify(ctx context.Context, aor string, sub subscription, newN, old int) error {
+	var target, fromURI, toURI sip.Uri
+	if sip.ParseUri(sub.Contact, &target) != nil || sip.ParseUri(sub.To, &fromURI) != nil || sip.ParseUri(sub.From, &toURI) != nil {
+		return errGone
+	}
+	req := sip.NewRequest(sip.NOTIFY, target)
+	from := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
+	from.Params.Add("tag", sub.ToTag)
+	to := &sip.ToHeader{Address: toURI, Params: sip.NewParams()}
+	if sub.FromTag != "" {
+		to.Params.Add("tag", sub.FromTag)
+	}
+	callID := sip.CallIDHeader(sub.CallID)
+	req.AppendHeader(from)
+	req.AppendHeader(to)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: uint32(v.s.cfg.Now().UnixMilli() / 10 % (1 << 31)), MethodName: sip.NOTIFY})
+	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", Host: v.s.advHost, Port: v.s.advPort}})
+	req.AppendHeader(sip.NewHeader("Event", "message-summary"))
+	state := "active;expires=" + strconv.Itoa(max(0, int(time.Until(sub.Expires)/time.Second)))
+	if !sub.Expires.After(v.s.cfg.Now()) {
+		state = "terminated;reason=timeout"
+	}
+	req.AppendHeader(sip.NewHeader("Subscription-State", state))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/simple-message-summary"))
+	req.SetBody(summary(aor, newN, old))
+	if sub.Source != "" && strings.EqualFold(sub.Transport, "udp") {
+		req.SetDestination(sub.Source)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := v.s.client.Do(ctx, req, sipgo.ClientRequestBuild)
+	v.notifies.Add(1)
+	switch {
+	case err != nil:
+		v.s.log.Info("voicemail: notify", "aor", aor, "to", sub.Contact, "err", err)
+		return err
+	case res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == 489:
+		return errGone
+	}
+	return nil
+}
