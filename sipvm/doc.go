@@ -1,5 +1,5 @@
 // Package sipvm is the SIP face of a voicering peer: a registrar, a
-// stateful forking proxy and (in a later issue) the voicemail service.
+// stateful forking proxy and the voicemail service (Config.VM).
 //
 // Every peer can serve every user, because no SIP state lives in the peer:
 // accounts and bindings are records on the ring (see Records). A REGISTER
@@ -47,4 +47,32 @@
 // other branches; a CANCEL from the caller cancels them all. When no
 // contact is bound, every contact is busy or unavailable, or nobody answers
 // within Config.RingTimeout, the call goes to the Voicemail.
+//
+// # Voicemail
+//
+// With Config.VM set, the peer answers such calls itself (media: package
+// media): greeting (the owner's recorded one, else the embedded prompt),
+// beep, then the caller's audio is piped, as a WAV whose header sizes are
+// media.UnknownSize, into Objects.Put while the caller speaks, in 16 KiB
+// segments (about a second), so at hang-up only the last segment and the
+// manifest remain to be placed. A recording ends at BYE, '#',
+// VoicemailConfig.MaxLength or Silence (no RTP, or RMS under 200, for
+// that long); one shorter than MinLength is removed and not listed.
+//
+// Owners call sip:voicemail@DOMAIN (digest-challenged like REGISTER): "you
+// have N new and M saved messages", then each message newest first,
+// streamed from the ring as its first segment arrives, and the menu: 1
+// replay, 7 delete, 9 save, # next, 0 record a new greeting. SUBSCRIBE
+// with Event: message-summary (RFC 3842, digest-authenticated) is stored
+// in the record mwi:AOR; the peer that changes a mailbox (deposit, save,
+// delete) NOTIFYs every live subscription in it.
+//
+// Mailbox records (mailbox:AOR, one entry per message plus "greeting")
+// are sealed with XChaCha20-Poly1305 under the ring's voicemail key,
+// bound to the mailbox and entry name. Trust model: the SIP peers of a
+// ring (holders of voicemail.key in their data directory) can read every
+// mailbox and therefore every recording; peers that only store records,
+// shards or manifests see ciphertext, not callers or caps; owners hear
+// only their own mailbox after digest authentication. mwi:AOR entries are
+// not sealed: they hold the subscriber's contact, as bindings do.
 package sipvm
