@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,18 @@ type Config struct {
 	// enough for the news to spread through the successor lists, short
 	// enough that a restarted peer is taken back soon. Zero: 5s.
 	DeadMemory time.Duration
+	// PeerCache is a file the node keeps the addresses of the peers it
+	// knows in (successors, predecessor, fingers): rewritten atomically
+	// every PeerCachePeriod when they changed and when the node stops,
+	// and read by New, whose addresses the node joins through beside
+	// Bootstrap. After a mass restart peers so rejoin through peers they
+	// knew rather than all through the same few bootstrap peers. A
+	// missing file holds no peers; an unreadable one is logged and
+	// ignored. Empty: no cache.
+	PeerCache string
+	// PeerCachePeriod spaces the checks whether PeerCache needs
+	// rewriting. Zero: 30s.
+	PeerCachePeriod time.Duration
 	// Backoff spaces join and rejoin attempts. Zero: 0.5s doubling to 5min.
 	Backoff Backoff
 	// Seed seeds the node's randomness (jitter), so a simulation replays.
@@ -104,6 +117,7 @@ func (c *Config) fill() error {
 		def(&c.MaxTimeout, 10*time.Second, "MaxTimeout"),
 		def(&c.InitialTimeout, time.Second, "InitialTimeout"),
 		def(&c.DeadMemory, 5*time.Second, "DeadMemory"),
+		def(&c.PeerCachePeriod, 30*time.Second, "PeerCachePeriod"),
 	} {
 		if e != nil {
 			return e
@@ -148,8 +162,14 @@ type Node struct {
 	hasFinger  [8 * IDSize]bool
 	nextFinger int
 	joined     bool
+	seed       bool // joins reached no ring: may answer lookups alone
 	subs       map[*subscription]struct{}
 	lost       map[ID]*lostPeer // dead peers retried with back-off, to heal partitions
+	cached     []string         // addresses read from the peer cache, to join through
+	joinNow    chan struct{}    // a peer that lists us notified us while we wait to join
+
+	cacheMu      sync.Mutex
+	cacheWritten []string // what the peer cache holds
 
 	lmu     sync.Mutex
 	cancel  context.CancelFunc
@@ -164,14 +184,15 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:  cfg,
-		tr:   cfg.Transport,
-		self: cfg.Transport.Local(),
-		log:  cfg.Logger,
-		rng:  rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		subs: make(map[*subscription]struct{}),
-		lost: make(map[ID]*lostPeer),
-		done: make(chan struct{}),
+		cfg:     cfg,
+		tr:      cfg.Transport,
+		self:    cfg.Transport.Local(),
+		log:     cfg.Logger,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		subs:    make(map[*subscription]struct{}),
+		lost:    make(map[ID]*lostPeer),
+		done:    make(chan struct{}),
+		joinNow: make(chan struct{}, 1),
 		fd: detector{
 			min: cfg.MinTimeout, max: cfg.MaxTimeout, initial: cfg.InitialTimeout,
 			deadAfter: cfg.DeadAfter, memory: cfg.DeadMemory, m: make(map[ID]*health),
@@ -181,6 +202,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, errors.New("dht: node: transport has no address to serve on")
 	}
 	n.log = n.log.With("node", n.self.ID.Short())
+	if cfg.PeerCache != "" {
+		addrs, err := readPeerCache(cfg.PeerCache)
+		if err != nil {
+			n.log.Warn("peer cache ignored", "err", err)
+		}
+		n.cached, n.cacheWritten = addrs, addrs
+	}
 	n.mux.Handle(methodPing, func(context.Context, *Request) ([]byte, error) { return nil, nil })
 	n.mux.Handle(methodState, n.handleState)
 	n.mux.Handle(methodNotify, n.handleNotify)
@@ -242,7 +270,13 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.cfg.MergePeriod > 0 {
 		wg.Go(func() { n.periodic(ctx, n.cfg.MergePeriod, n.merge) })
 	}
+	if n.cfg.PeerCache != "" {
+		wg.Go(func() { n.periodic(ctx, n.cfg.PeerCachePeriod, n.savePeerCache) })
+	}
 	wg.Wait()
+	if n.cfg.PeerCache != "" {
+		n.savePeerCache(context.Background()) // what this run knew last
+	}
 	return serveErr
 }
 
@@ -523,16 +557,52 @@ func (n *Node) bootstrapPeers() []Peer {
 	return ps
 }
 
-// needsJoin reports whether the node knows no live neighbour but has
-// somewhere to join through.
+// contacts returns the peers to join through: the bootstrap peers, then
+// those of the peer cache, as peers of unknown ID.
+func (n *Node) contacts() []Peer {
+	ps := n.bootstrapPeers()
+	for _, a := range n.cached {
+		if p := (Peer{Addr: a}); a != n.self.Addr && !slices.Contains(ps, p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// needsJoin reports whether the node knows no live successor but has
+// somewhere to join through. A predecessor alone does not do: a
+// restarted peer is notified by its old predecessor, which still lists
+// it, long before it knows a successor.
 func (n *Node) needsJoin() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.liveSuccessorsLocked()) > 0 || n.hasPred && n.usable(n.pred.ID) {
+	if len(n.liveSuccessorsLocked()) > 0 {
 		return false
 	}
-	return len(n.bootstrapPeers()) > 0
+	if n.readyLocked() && n.hasPred && n.usable(n.pred.ID) {
+		return false // a ring of two forming: stabilize through the predecessor
+	}
+	return len(n.contacts()) > 0
 }
+
+// readyLocked reports whether the node may answer lookups and take a
+// notifying peer as its successor: it has joined, or it has no ring to
+// join (no bootstrap peers), or its joins reached no peer at all (a
+// whole ring restarting needs first peers). A peer waiting to join must
+// not answer "I am alone": others still list it from its previous run
+// and would take that answer as their successor, and a restarted peer
+// that took its notifying predecessor as its successor would walk back
+// around the whole ring, maxWalkBack peers per stabilize round.
+func (n *Node) readyLocked() bool {
+	return n.joined || n.seed || len(n.contacts()) == 0
+}
+
+// errJoining answers lookups sent to a peer still joining the ring.
+var errJoining = errors.New("dht: joining the ring, cannot answer lookups yet")
+
+// seedAfter is how many join attempts in a row must reach no peer at all
+// before a node answers lookups on its own, as the first of a new ring.
+const seedAfter = 3
 
 // stabilizeLoop joins (and rejoins after losing every neighbour) with
 // back-off, and otherwise stabilizes every StabilizePeriod.
@@ -541,21 +611,44 @@ func (n *Node) stabilizeLoop(ctx context.Context) {
 	if n.needsJoin() && !sleep(ctx, n.backoff(0)) { // desynchronize a mass restart
 		return
 	}
+	unanswered := 0 // join attempts in a row that reached no peer
 	for {
 		if n.needsJoin() {
-			if err := n.join(ctx); err != nil {
+			if answered, err := n.join(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
+				}
+				if !answered {
+					unanswered++
+				} else {
+					unanswered = 0
+				}
+				if unanswered >= seedAfter {
+					n.mu.Lock()
+					if !n.seed {
+						n.log.Info("no ring reachable: answering lookups as a first peer")
+					}
+					n.seed = true
+					n.mu.Unlock()
 				}
 				d := n.backoff(attempt)
 				attempt++
 				n.log.Debug("join failed", "attempt", attempt, "retry_in", d, "err", err)
-				if !sleep(ctx, d) {
+				// The back-off spreads the joins of a mass restart; a
+				// notify from a peer that still lists us cuts it short:
+				// the ring is there, and that peer knows where we belong.
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+					t.Stop()
 					return
+				case <-t.C:
+				case <-n.joinNow:
+					t.Stop()
 				}
 				continue
 			}
-			attempt = 0
+			attempt, unanswered = 0, 0
 		}
 		n.stabilize(ctx)
 		if !sleep(ctx, n.jitter(n.cfg.StabilizePeriod)) {
@@ -565,23 +658,29 @@ func (n *Node) stabilizeLoop(ctx context.Context) {
 }
 
 // join looks up the node's own ID through the bootstrap peers (and any
-// peer it still knows) and takes the answer as its successor list.
-func (n *Node) join(ctx context.Context) error {
-	starts := n.bootstrapPeers()
+// peer it still knows: a predecessor that notified it, fingers) and takes
+// the answer as its successor list. answered reports whether any peer
+// answered a lookup step.
+func (n *Node) join(ctx context.Context) (answered bool, err error) {
 	n.mu.Lock()
+	starts := n.contacts()
+	if n.hasPred && n.usable(n.pred.ID) {
+		starts = append([]Peer{n.pred}, starts...) // it lists us: it knows where we belong
+	}
 	for i := len(n.fingers) - 1; i >= 0; i-- {
 		if n.hasFinger[i] && n.usable(n.fingers[i].ID) && !slices.Contains(starts, n.fingers[i]) {
 			starts = append(starts, n.fingers[i])
 		}
 	}
 	n.mu.Unlock()
-	peers, st, err := iterate(ctx, n, n.self.ID, n.cfg.Successors+1, n.cfg.Alpha, starts)
+	jf := &joinFinder{n: n}
+	peers, st, err := iterate(ctx, jf, n.self.ID, n.cfg.Successors+1, n.cfg.Alpha, starts)
 	if err != nil {
-		return fmt.Errorf("dht: join: %w", err)
+		return jf.answered.Load(), fmt.Errorf("dht: join: %w", err)
 	}
 	peers = slices.DeleteFunc(peers, func(p Peer) bool { return p.ID == n.self.ID })
 	if len(peers) == 0 {
-		return errors.New("dht: join: only found myself")
+		return true, errors.New("dht: join: only found myself")
 	}
 	n.mu.Lock()
 	n.setLocked(n.pred, n.hasPred && n.usable(n.pred.ID), peers)
@@ -589,8 +688,24 @@ func (n *Node) join(ctx context.Context) error {
 	n.mu.Unlock()
 	n.log.Info("joined", "successor", peers[0], "hops", st.Hops)
 	n.ctl(ctx, peers[0], methodNotify, notifyMsg{Addr: n.self.Addr}.encode())
-	return nil
+	return true, nil
 }
+
+// joinFinder runs a join's lookup and notes whether any peer answered.
+type joinFinder struct {
+	n        *Node
+	answered atomic.Bool
+}
+
+func (j *joinFinder) find(ctx context.Context, to Peer, key ID, count int) (findResp, error) {
+	r, err := j.n.find(ctx, to, key, count)
+	if err == nil {
+		j.answered.Store(true) // a ring exists: peers joining too do not count
+	}
+	return r, err
+}
+
+func (j *joinFinder) hedge(to Peer) time.Duration { return j.n.hedge(to) }
 
 // stabilize asks the first live successor for its predecessor and
 // successor list, adopts a closer successor if one joined, rebuilds the
@@ -645,6 +760,15 @@ func (n *Node) stabilize(ctx context.Context) {
 		}
 		list = append(list, s)
 		list = append(list, st.Successors...)
+		if len(st.Successors) == 0 {
+			// s is joining (a restarted peer others still list): keep
+			// our own entries after it rather than shrink to [s].
+			for _, p := range n.liveSuccessorsLocked() {
+				if Distance(n.self.ID, p.ID).Compare(Distance(n.self.ID, s.ID)) > 0 {
+					list = append(list, p)
+				}
+			}
+		}
 		succ := make([]Peer, 0, n.cfg.Successors)
 		for _, p := range list {
 			if p.ID == n.self.ID || len(succ) == n.cfg.Successors {
@@ -828,7 +952,7 @@ func (n *Node) Lookup(ctx context.Context, key ID, count int) ([]Peer, LookupSta
 	}
 	local := n.answer(key, count)
 	n.mu.Lock()
-	joining := !n.joined && len(n.succ) == 0 && !n.hasPred && len(n.bootstrapPeers()) > 0
+	joining := !n.readyLocked()
 	n.mu.Unlock()
 	if joining {
 		local = findResp{} // alone only until the join succeeds: ask the ring
@@ -840,7 +964,9 @@ func (n *Node) Lookup(ctx context.Context, key ID, count int) ([]Peer, LookupSta
 	}
 	starts := local.Peers
 	if len(starts) == 0 {
-		starts = n.bootstrapPeers()
+		n.mu.Lock()
+		starts = n.contacts()
+		n.mu.Unlock()
 	}
 	peers, st, err := iterate(ctx, n, key, count, n.cfg.Alpha, starts)
 	if err != nil {
@@ -852,7 +978,7 @@ func (n *Node) Lookup(ctx context.Context, key ID, count int) ([]Peer, LookupSta
 func (n *Node) find(ctx context.Context, to Peer, key ID, count int) (findResp, error) {
 	if to.ID == n.self.ID {
 		n.mu.Lock()
-		alone := len(n.succ) == 0
+		alone := len(n.succ) == 0 || !n.readyLocked()
 		n.mu.Unlock()
 		if alone {
 			// Others still list our previous run: our own answer would
@@ -932,6 +1058,12 @@ func (n *Node) handleFind(_ context.Context, req *Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.mu.Lock()
+	ready := n.readyLocked()
+	n.mu.Unlock()
+	if !ready {
+		return nil, errJoining
+	}
 	return n.answer(m.Key, m.N).encode(), nil
 }
 
@@ -952,7 +1084,14 @@ func (n *Node) handleNotify(_ context.Context, req *Request) ([]byte, error) {
 	}
 	succ := n.succ
 	if len(n.liveSuccessorsLocked()) == 0 {
-		succ = []Peer{p} // the second node of a ring
+		if n.readyLocked() {
+			succ = []Peer{p} // the second node of a ring
+		} else {
+			select { // joining: join through p now (see stabilizeLoop)
+			case n.joinNow <- struct{}{}:
+			default:
+			}
+		}
 	}
 	n.setLocked(pred, hasPred, succ)
 	return nil, nil

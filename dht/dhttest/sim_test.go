@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,8 +26,17 @@ var simNet = memnet.Config{Delay: 5 * time.Millisecond, Jitter: 20 * time.Millis
 // simulate runs f in a synctest bubble (virtual time) on a ring of n
 // peers with the default (real-world) periods, once it has converged.
 func simulate(t *testing.T, n int, seed uint64, f func(t *testing.T, c *dhttest.Cluster)) {
+	logger := slog.New(slog.DiscardHandler)
+	if *simLog != "" {
+		f, err := os.Create(*simLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		logger = slog.New(slog.NewTextHandler(f, nil))
+	}
 	synctest.Test(t, func(t *testing.T) {
-		c := dhttest.New(t, dhttest.Options{N: n, Seed: seed, Net: simNet, JoinBatch: 32})
+		c := dhttest.New(t, dhttest.Options{N: n, Seed: seed, Net: simNet, JoinBatch: 32, Logger: logger})
 		defer c.Close()
 		start := time.Now()
 		if err := c.WaitConverged(10 * time.Minute); err != nil {
@@ -53,6 +64,10 @@ func checkLookups(t *testing.T, c *dhttest.Cluster, perPeer int) dhttest.LookupR
 // the test time budget under -race. The figures in the package doc come
 // from: go test ./dht/dhttest -run Sim -v -sim.sizes=32,128,1000
 const defaultSizes = "32,128,256"
+
+var simLog = flag.String("sim.log", "", "file to write the simulated peers' ring events to (simulated timestamps)")
+
+var simWindow = flag.Duration("sim.window", 10*time.Second, "TestSimMassRestart restarts the killed peers at random moments within this window")
 
 var simSizes = flag.String("sim.sizes", defaultSizes, "comma-separated ring sizes for TestSimLookups; the largest also runs TestSimMassRestart (128 by default)")
 
@@ -100,7 +115,7 @@ func TestSimMassRestart(t *testing.T) {
 	if *simSizes == defaultSizes {
 		n = 128 // the default run keeps the restart storm small under -race
 	}
-	const window = time.Minute
+	window := *simWindow
 	simulate(t, n, 7, func(t *testing.T, c *dhttest.Cluster) {
 		rng := rand.New(rand.NewPCG(7, 7))
 		perSecond := func(from, to dht.Traffic, secs float64, peers int) float64 {
@@ -140,6 +155,7 @@ func TestSimMassRestart(t *testing.T) {
 				converged = time.Since(start)
 			}
 			if sec > 600 {
+				dumpBad(t, c)
 				t.Fatalf("not converged 10 minutes after the restart storm: %v", c.Converged())
 			}
 		}
@@ -152,4 +168,39 @@ func TestSimMassRestart(t *testing.T) {
 		time.Sleep(30 * time.Second)
 		t.Logf("control traffic per live peer after reconvergence: %.0f B/s", perSecond(t1, c.Traffic(), 30, n))
 	})
+}
+
+// dumpBad logs the peers whose neighbourhood is wrong: what they hold
+// and what they should.
+func dumpBad(t *testing.T, c *dhttest.Cluster) {
+	live := c.Live()
+	slices.SortFunc(live, func(a, b *dhttest.Peer) int { return a.ID.Compare(b.ID) })
+	idx := map[dht.ID]int{}
+	for _, p := range live {
+		idx[p.ID] = p.Index
+	}
+	name := func(id dht.ID) string {
+		if i, ok := idx[id]; ok {
+			return fmt.Sprintf("%d:%s", i, id.Short())
+		}
+		return "gone:" + id.Short()
+	}
+	for i, p := range live {
+		st := p.Node().Status()
+		var got, want []string
+		for _, s := range st.Successors {
+			got = append(got, name(s.ID)+"/"+s.State.String())
+		}
+		for k := 1; k <= 16 && k < len(live); k++ {
+			want = append(want, name(live[(i+k)%len(live)].ID))
+		}
+		pred := "none"
+		if st.Predecessor != nil {
+			pred = name(st.Predecessor.ID)
+		}
+		wantPred := name(live[(i+len(live)-1)%len(live)].ID)
+		if pred != wantPred || len(got) != len(want) || !slices.EqualFunc(got, want, func(g, w string) bool { return strings.HasPrefix(g, w+"/") }) {
+			t.Logf("bad %s joined=%v pred %s (want %s)\n  got  %v\n  want %v", name(p.ID), st.Joined, pred, wantPred, got, want)
+		}
+	}
 }

@@ -44,8 +44,8 @@ type Config struct {
 	// a simulation). Listen, Advertise and CA are then unused.
 	Transport dht.Transport
 	// Node is the ring's settings (periods, timeouts, successor list);
-	// Transport, Bootstrap and Logger are set by the peer. Zero: dht's
-	// defaults.
+	// Transport, Bootstrap and Logger are set by the peer, PeerCache
+	// (zero) to Dir/peers.cache. Zero: dht's defaults.
 	Node dht.Config
 	// Store tunes the local badger store. Zero: local's defaults.
 	Store local.Config
@@ -121,6 +121,9 @@ func New(cfg Config) (*Peer, error) {
 	}
 	ncfg := cfg.Node
 	ncfg.Transport, ncfg.Bootstrap, ncfg.Logger = p.tr, cfg.Bootstrap, cfg.Logger.With("part", "ring")
+	if ncfg.PeerCache == "" {
+		ncfg.PeerCache = filepath.Join(cfg.Dir, "peers.cache") // rejoin through peers known last run
+	}
 	if p.node, err = dht.New(ncfg); err != nil {
 		p.store.Close()
 		closeTransport(p.tr)
