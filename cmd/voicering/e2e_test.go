@@ -172,6 +172,15 @@ func TestObjectsThroughTheCLI(t *testing.T) {
 		})
 	}
 
+	// rm, then get: exit 3 (on the whole ring: a 4-of-6 object survives
+	// two lost peers, and more are killed below).
+	if _, errOut, code := runCLI(t, nil, "rm", caps[1], "--peer", r.procs[2].addr); code != 0 {
+		t.Fatalf("rm exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := runCLI(t, nil, "get", caps[1], "--peer", r.procs[2].addr); code != 3 || !strings.Contains(errOut, "no such object") {
+		t.Fatalf("get after rm: exit %d, %q; want 3 and no such object", code, errOut)
+	}
+
 	// SIGKILL total−needed (2) placement peers of the voicemail-sized object,
 	// keeping one replica of its manifest alive.
 	cp, err := coding.ParseCap(caps[480_000])
@@ -216,13 +225,6 @@ func TestObjectsThroughTheCLI(t *testing.T) {
 		t.Errorf("a failed get left a file behind (%v)", err)
 	}
 
-	// rm, then get: exit 3.
-	if _, errOut, code := runCLI(t, nil, "rm", caps[1], "--peer", alive); code != 0 {
-		t.Fatalf("rm exit %d: %s", code, errOut)
-	}
-	if _, errOut, code := runCLI(t, nil, "get", caps[1], "--peer", alive); code != 3 || !strings.Contains(errOut, "no such object") {
-		t.Fatalf("get after rm: exit %d, %q; want 3 and no such object", code, errOut)
-	}
 }
 
 func TestClosedRing(t *testing.T) {

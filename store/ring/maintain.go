@@ -40,13 +40,15 @@ type MaintainConfig struct {
 	// Period spaces passes when nothing changes (anti-entropy). Zero: 1m.
 	Period time.Duration
 	// Settle is how long a change must be quiet before a pass starts, so
-	// a burst of joins causes one pass. Zero: 2s.
+	// a burst of joins causes one pass, and a peer that restarts at once
+	// causes no rebuild at all: losses within a scheme's tolerance are not
+	// urgent, and repair competes with reads. Zero: 10s.
 	Settle time.Duration
 	// Spare is how many successors past a scheme's Total are searched for
 	// drifted shards (as ObjectsConfig.Spare). Zero: 4.
 	Spare int
 	// RepairRate bounds the shard bytes repair writes per second, so that
-	// repair never starves foreground traffic. Zero: 32 MiB/s.
+	// repair never starves foreground traffic. Zero: 8 MiB/s.
 	RepairRate int
 	// CallTimeout bounds each call to another peer. Zero: 30s.
 	CallTimeout time.Duration
@@ -117,13 +119,13 @@ func NewMaintainer(cfg MaintainConfig) (*Maintainer, error) {
 		cfg.Period = time.Minute
 	}
 	if cfg.Settle == 0 {
-		cfg.Settle = 2 * time.Second
+		cfg.Settle = 10 * time.Second
 	}
 	if cfg.Spare == 0 {
 		cfg.Spare = 4
 	}
 	if cfg.RepairRate == 0 {
-		cfg.RepairRate = 32 << 20
+		cfg.RepairRate = 8 << 20
 	}
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 30 * time.Second

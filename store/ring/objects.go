@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -35,9 +36,12 @@ type ObjectsConfig struct {
 	Spare int
 	// CallTimeout bounds each shard call to one peer. Zero: 30s.
 	CallTimeout time.Duration
-	// Workers is how many segments a get fetches and decodes at once.
-	// Zero: coding's default.
+	// Workers is how many segments a get fetches and decodes at once: the
+	// fetches wait on the network, so more than the cores. Zero: 8.
 	Workers int
+	// PutSegments is how many segments a put places at once. Memory held
+	// is about that many segments' shards more. Zero: 4.
+	PutSegments int
 	// Logger receives corrupt shards (naming the peer) and failed calls.
 	// Nil: discarded.
 	Logger *slog.Logger
@@ -64,6 +68,15 @@ func NewObjects(cfg ObjectsConfig) (*Objects, error) {
 	}
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 30 * time.Second
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 8
+	}
+	if cfg.PutSegments == 0 {
+		cfg.PutSegments = 4
+	}
+	if cfg.Workers < 0 || cfg.PutSegments < 0 {
+		return nil, errors.New("ring: objects: negative Workers or PutSegments")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -144,21 +157,49 @@ func (o *Objects) Put(ctx context.Context, r io.Reader, p coding.Params) (coding
 		return coding.Cap{}, nil, err
 	}
 	si := key.StorageIndex()
-	var placedMu sync.Mutex
-	var placed []store.ShardID
-	var placedOn []dht.Peer
-	m, err := coding.Encode(ctx, r, key, p, func(ctx context.Context, seg *coding.Segment) error {
-		peers, err := o.place(ctx, si, seg)
-		placedMu.Lock()
-		for i, peer := range peers {
-			if !peer.ID.IsZero() || peer.Addr != "" {
-				placed = append(placed, store.ShardID{Index: si, Segment: uint32(seg.Index), Shard: uint16(i)})
-				placedOn = append(placedOn, peer)
-			}
+	// Segments are placed PutSegments at a time, each from its own copy of
+	// the shards (the encoder reuses its buffers once put returns); the
+	// first failure stops the encoding.
+	putCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var (
+		mu       sync.Mutex
+		placed   []store.ShardID
+		placedOn []dht.Peer
+		wg       sync.WaitGroup
+	)
+	slots := make(chan struct{}, o.cfg.PutSegments)
+	m, err := coding.Encode(putCtx, r, key, p, func(ctx context.Context, seg *coding.Segment) error {
+		own := &coding.Segment{Index: seg.Index, Hashes: seg.Hashes, Shards: make([][]byte, len(seg.Shards))}
+		for i, sh := range seg.Shards {
+			own.Shards[i] = bytes.Clone(sh)
 		}
-		placedMu.Unlock()
-		return err
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			peers, err := o.place(putCtx, si, own)
+			mu.Lock()
+			for i, peer := range peers {
+				if peer != (dht.Peer{}) {
+					placed = append(placed, store.ShardID{Index: si, Segment: uint32(own.Index), Shard: uint16(i)})
+					placedOn = append(placedOn, peer)
+				}
+			}
+			mu.Unlock()
+			if err != nil {
+				stop(err)
+			}
+		})
+		return nil
 	})
+	wg.Wait()
+	if cause := context.Cause(putCtx); cause != nil && !errors.Is(cause, ctx.Err()) {
+		err = cause // a placement failed: say why, not just "canceled"
+	}
 	if err == nil {
 		err = o.putManifest(ctx, si, m)
 	}
@@ -296,31 +337,64 @@ func (o *Objects) putManifest(ctx context.Context, si coding.StorageIndex, m *co
 // cap. Errors: ErrNotFound; coding.ErrManifestMismatch when the replicas
 // return something else (a lying or damaged peer); record errors.
 func (o *Objects) Manifest(ctx context.Context, c coding.Cap) (*coding.Manifest, error) {
-	es, err := o.cfg.Records.GetWith(ctx, store.Key(c.StorageIndex()), manifestRead)
-	if errors.Is(err, store.ErrNotFound) {
-		// Before saying an object does not exist, look further along the
-		// ring: while it settles (joins, a mass restart) lookups from
-		// different peers can disagree on where a key's replicas start.
-		es, err = o.cfg.Records.GetWith(ctx, store.Key(c.StorageIndex()), manifestReadWide)
+	key := store.Key(c.StorageIndex())
+	// A manifest needs no quorum: the first replica that holds one ends
+	// the read. Before saying an object does not exist, look further along
+	// the ring: while it settles (joins, a mass restart) lookups from
+	// different peers can disagree on where a key's replicas start.
+	var m *coding.Manifest
+	var err error
+	for _, q := range []Quorum{manifestRead, manifestReadWide} {
+		var state []store.Entry
+		if state, err = o.cfg.Records.StateUntil(ctx, key, q, holdsManifest); err != nil {
+			break
+		}
+		if m, err = openManifest(c, state); !errors.Is(err, store.ErrNotFound) {
+			break
+		}
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("ring: %w: nothing is stored for this cap (removed, never stored, or stored on another ring)", ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ring: get manifest: %w", err)
-	}
-	var b []byte
-	for i, e := range manifestChunks(es) {
-		if e.Name != manifestEntry(i) {
-			return nil, fmt.Errorf("ring: get manifest: chunk %d missing (a put still in progress, or a damaged record)", i)
+		// The first answer may come from a replica holding part of a
+		// large manifest: ask them all before giving up.
+		state, serr := o.cfg.Records.StateWith(ctx, key, Quorum{R: 1})
+		if serr != nil {
+			return nil, fmt.Errorf("ring: get manifest: %w", errors.Join(err, serr))
 		}
-		b = append(b, e.Value...)
-	}
-	m, err := c.Open(b)
-	if err != nil {
+		if m, oerr := openManifest(c, state); oerr == nil {
+			return m, nil
+		}
 		return nil, fmt.Errorf("ring: get manifest: %w", err)
 	}
 	return m, nil
+}
+
+// holdsManifest reports whether a record's entries hold a manifest (or its
+// deletion).
+func holdsManifest(es []store.Entry) bool {
+	return slices.ContainsFunc(es, func(e store.Entry) bool { return e.Name == manifestEntry(0) })
+}
+
+// openManifest assembles the manifest from a record's entries and checks it
+// against the cap. It returns store.ErrNotFound when there is none (or it
+// was removed).
+func openManifest(c coding.Cap, state []store.Entry) (*coding.Manifest, error) {
+	var b []byte
+	for i, e := range manifestChunks(state) {
+		if e.Deleted {
+			return nil, store.ErrNotFound
+		}
+		if e.Name != manifestEntry(i) {
+			return nil, fmt.Errorf("chunk %d missing (a put still in progress, or a damaged record)", i)
+		}
+		b = append(b, e.Value...)
+	}
+	if len(b) == 0 {
+		return nil, store.ErrNotFound
+	}
+	return c.Open(b)
 }
 
 // manifestChunks returns the manifest entries of a record, in order.
@@ -364,10 +438,6 @@ func (o *Objects) Read(ctx context.Context, c coding.Cap, m *coding.Manifest, w 
 func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fetch {
 	return func(ctx context.Context, c *coding.Collector) error {
 		s := c.Segment()
-		peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
-		if err != nil {
-			return fmt.Errorf("look up placement: %w", err)
-		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		ask := func(peers []dht.Peer, first int) {
@@ -394,11 +464,31 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 		}
 		// The placement peers first, all at once; the spares only when
 		// they did not give enough (shards drift to spares after failures,
-		// until repair moves them home).
-		total := min(m.Scheme.Total, len(peers))
-		ask(peers[:total], 0)
-		if !c.Enough() && len(peers) > total {
-			ask(peers[total:], total)
+		// until repair moves them home). Right after peers die, lookups may
+		// still name them: a segment still short is looked up again, with
+		// back-off, before the collector's shortfall is reported.
+		wait := 100 * time.Millisecond
+		var err error
+		for attempt := range readAttempts {
+			var peers []dht.Peer
+			peers, _, err = o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
+			if err == nil {
+				total := min(m.Scheme.Total, len(peers))
+				ask(peers[:total], 0)
+				if !c.Enough() && len(peers) > total {
+					ask(peers[total:], total)
+				}
+			}
+			if c.Enough() || attempt == readAttempts-1 {
+				break
+			}
+			if serr := sleep(ctx, wait); serr != nil {
+				return serr
+			}
+			wait *= 2
+		}
+		if err != nil && !c.Enough() {
+			return fmt.Errorf("look up placement: %w", err)
 		}
 		return nil
 	}

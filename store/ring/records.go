@@ -211,27 +211,104 @@ func (r *Records) State(ctx context.Context, key store.Key) ([]store.Entry, erro
 	return r.StateWith(ctx, key, Quorum{})
 }
 
-// StateWith is State from the replica set and read quorum q says.
+// StateWith is State from the replica set and read quorum q says. It
+// returns as soon as R replicas have answered: a slow replica does not slow
+// a read it is not needed for.
 func (r *Records) StateWith(ctx context.Context, key store.Key, q Quorum) ([]store.Entry, error) {
+	return r.StateUntil(ctx, key, q, nil)
+}
+
+// StateUntil is StateWith that stops asking as soon as the entries merged so
+// far satisfy enough (for instance, they hold a manifest, which needs no
+// quorum), or every replica has answered. R still bounds the answers that
+// make the read succeed when enough never holds.
+//
+// A read that cannot reach R replicas looks the replica set up again, a
+// few times with back-off: right after peers die, lookups may still name
+// them until the failure detector has noticed.
+func (r *Records) StateUntil(ctx context.Context, key store.Key, q Quorum, enough func([]store.Entry) bool) ([]store.Entry, error) {
 	q = r.fill(q)
-	peers, err := r.lookup(ctx, key, q.N)
-	if err != nil {
-		return nil, fmt.Errorf("ring: get record %s: %w", key, err)
-	}
-	states := make([][]store.Entry, len(peers))
-	errs := r.each(ctx, peers, func(ctx context.Context, i int, b Backend) error {
-		es, err := b.GetRecordState(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil // an empty replica is an answer
+	wait := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		peers, err := r.lookup(ctx, key, q.N)
+		if err != nil && attempt == readAttempts-1 {
+			return nil, fmt.Errorf("ring: get record %s: %w", key, err)
 		}
-		states[i] = es
-		return err
-	})
-	if ok, rd := countNil(errs), need(q.R, len(peers)); ok < rd {
-		return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), rd, errors.Join(append([]error{ErrNoQuorum}, errs...)...))
+		if err == nil {
+			states, errs, merged := r.gather(ctx, key, peers, need(q.R, len(peers)), enough)
+			ok := countNil(errs)
+			if ok >= need(q.R, len(peers)) || (enough != nil && ok > 0 && enough(merged)) {
+				r.readRepair(ctx, key, peers, states, errs, merged)
+				return merged, nil
+			}
+			if attempt == readAttempts-1 {
+				return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), need(q.R, len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
+			}
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("ring: get record %s: %w", key, err)
+		}
+		wait *= 2
 	}
-	merged := mergeStates(states)
-	// Read repair: give each answering replica what it lacked.
+}
+
+// readAttempts bounds the lookups one read makes of a record's replicas.
+const readAttempts = 3
+
+// errNotAsked marks a replica whose answer was not waited for.
+var errNotAsked = errors.New("not needed for this read")
+
+// gather asks every peer for the record's state at once and returns when
+// need of them have answered (and enough, if given, holds for what they
+// said) or all have: the slower calls are cancelled.
+func (r *Records) gather(ctx context.Context, key store.Key, peers []dht.Peer, need int, enough func([]store.Entry) bool) (states [][]store.Entry, errs []error, merged []store.Entry) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		i   int
+		es  []store.Entry
+		err error
+	}
+	answers := make(chan answer, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+			defer cancel()
+			es, err := r.cfg.Dial(p).GetRecordState(cctx, key)
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil // an empty replica is an answer
+			}
+			if err != nil {
+				err = fmt.Errorf("replica %s: %w", p, err)
+			}
+			answers <- answer{i, es, err}
+		})
+	}
+	states, errs = make([][]store.Entry, len(peers)), make([]error, len(peers))
+	for i := range errs {
+		errs[i] = errNotAsked
+	}
+	ok := 0
+	for range peers {
+		a := <-answers
+		states[a.i], errs[a.i] = a.es, a.err
+		if a.err != nil {
+			continue
+		}
+		ok++
+		merged = mergeStates(states)
+		if enough != nil && enough(merged) || enough == nil && ok >= need {
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
+	return states, errs, mergeStates(states)
+}
+
+// readRepair gives each replica that answered what it lacked of merged.
+func (r *Records) readRepair(ctx context.Context, key store.Key, peers []dht.Peer, states [][]store.Entry, errs []error, merged []store.Entry) {
 	var behind []dht.Peer
 	var patches [][]store.Entry
 	for i, st := range states {
@@ -243,18 +320,30 @@ func (r *Records) StateWith(ctx context.Context, key store.Key, q Quorum) ([]sto
 			patches = append(patches, p)
 		}
 	}
-	if len(behind) > 0 {
-		r.each(ctx, behind, func(ctx context.Context, i int, b Backend) error {
-			_, err := b.MergeRecord(ctx, key, patches[i])
-			if err != nil {
-				r.cfg.Logger.Warn("read repair failed", "record", key, "peer", behind[i], "err", err)
-			} else {
-				r.cfg.Logger.Debug("read repair", "record", key, "peer", behind[i], "entries", len(patches[i]))
-			}
-			return err
-		})
+	if len(behind) == 0 {
+		return
 	}
-	return merged, nil
+	r.each(ctx, behind, func(ctx context.Context, i int, b Backend) error {
+		_, err := b.MergeRecord(ctx, key, patches[i])
+		if err != nil {
+			r.cfg.Logger.Warn("read repair failed", "record", key, "peer", behind[i], "err", err)
+		} else {
+			r.cfg.Logger.Debug("read repair", "record", key, "peer", behind[i], "entries", len(patches[i]))
+		}
+		return err
+	})
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // Push merges entries, as they are (versions and writers kept), into record
