@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# REGISTER with digest auth: a 4-peer voicering ring (R = 3 binding
+# replicas; peers are testdata/bench/ringnode, `voicering node --sip` with
+# the MD5 challenge first, as sipp 3.6 needs) against Kamailio 5.6 as a plain in-memory registrar, driven by
+# the same sipp scenario at a fixed rate ladder.
+#
+#   testdata/bench/register-vs-kamailio.sh            # from the repository
+#   USERS=200 LOAD_USERS=20 RATES="100 200 400 800" DURATION=20 testdata/bench/register-vs-kamailio.sh
+#
+# Each registration is two REGISTER transactions (401 challenge, then the
+# authenticated REGISTER answered 200). sipp 3.6 takes the digest user and
+# password only from -au/-ap, so one sipp process drives one user:
+# LOAD_USERS processes (of the USERS accounts created) share the rate.
+# Before the ladder, one registration against each target must succeed,
+# else the script stops and shows sipp's output.
+#
+# Output: a Markdown table on stdout and in $OUT/results.md, with sipp's
+# raw files beside it. $OUT defaults to bench-out/register-vs-kamailio-DATE.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+USERS=${USERS:-200}
+LOAD_USERS=${LOAD_USERS:-20}
+RATES=${RATES:-100 200 400 800}
+DURATION=${DURATION:-20}
+BASE=${BASE:-26000}            # ports BASE.. are used on 127.0.0.1
+KAM_CHILDREN=${KAM_CHILDREN:-4}
+DOMAIN=bench.test
+OUT=${OUT:-$ROOT/bench-out/register-vs-kamailio-$(date +%Y%m%d-%H%M%S)}
+
+need() { # need CMD PACKAGE: install Debian's PACKAGE when CMD is missing
+  command -v "$1" >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+  fi
+  command -v "$1" >/dev/null || { echo "register-vs-kamailio: $1 missing: install Debian's $2" >&2; exit 1; }
+}
+need sipp sip-tester
+need kamailio kamailio
+need go golang-go
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+echo "== output in $OUT" >&2
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+echo "== build voicering" >&2
+(cd "$ROOT" && go build -o "$OUT/voicering" ./cmd/voicering && go build -o "$OUT/ringnode" ./testdata/bench/ringnode)
+VR=$OUT/voicering
+
+# --- the voicering ring -------------------------------------------------
+echo "== start 4 voicering peers" >&2
+NODE_PIDS=()
+SIP_ADDRS=()
+for i in 0 1 2 3; do
+  ring=127.0.0.1:$((BASE + 100 + i))
+  sipaddr=127.0.0.1:$((BASE + 10 * i))
+  join=()
+  [ "$i" -gt 0 ] && join=(-join "127.0.0.1:$((BASE + 100))")
+  # ringnode is `voicering node --sip` offering MD5 first (see its doc):
+  # sipp 3.6 cannot answer the SHA-256 challenge voicering node offers first.
+  "$OUT/ringnode" -data "$OUT/node$i" -listen "$ring" "${join[@]}" -sip "$sipaddr" -domain "$DOMAIN" 2>"$OUT/node$i.log" &
+  PIDS+=($!); NODE_PIDS+=($!); SIP_ADDRS+=("$sipaddr")
+done
+
+echo "== add $USERS users" >&2
+add_user() { # retries while the ring settles
+  for _ in $(seq 60); do
+    "$VR" user add --peer "127.0.0.1:$((BASE + 100 + $1 % 4))" --domain "$DOMAIN" --password "pw-$2" "$2" >/dev/null 2>>"$OUT/user-add.log" && return 0
+    sleep 0.5
+  done
+  echo "register-vs-kamailio: could not add user $2 (see $OUT/user-add.log)" >&2; return 1
+}
+add_user 0 u0
+export -f add_user; export VR OUT BASE DOMAIN
+seq 1 $((USERS - 1)) | xargs -P 4 -I{} bash -c 'add_user {} u{}'
+got=$("$VR" user ls --peer "127.0.0.1:$((BASE + 100))" --domain "$DOMAIN" | wc -l)
+[ "$got" -ge "$USERS" ] || { echo "register-vs-kamailio: the ring lists $got users, want $USERS" >&2; exit 1; }
+
+# --- Kamailio ----------------------------------------------------------------
+echo "== start Kamailio" >&2
+DB=$OUT/kamailio-db
+mkdir -p "$DB"
+printf 'id(int,auto) table_name(string) table_version(int) \n1:subscriber:7\n' >"$DB/version"
+{
+  echo 'id(int,auto) username(string) domain(string) password(string) ha1(string) ha1b(string) '
+  for n in $(seq 0 $((USERS - 1))); do
+    ha1=$(printf '%s' "u$n:$DOMAIN:pw-u$n" | md5sum | cut -d' ' -f1)
+    echo "$((n + 1)):u$n:$DOMAIN:pw-u$n:$ha1:$ha1"
+  done
+} >"$DB/subscriber"
+KAM_ADDR=127.0.0.1:$((BASE + 50))
+kamailio -f "$ROOT/testdata/kamailio/kamailio.cfg" -DD -E -m 256 -M 16 \
+  -l "udp:$KAM_ADDR" -n "$KAM_CHILDREN" -A "DBURL=\"text://$DB\"" -A "DOMAIN=$DOMAIN" \
+  2>"$OUT/kamailio.log" &
+KAM_PID=$!
+PIDS+=("$KAM_PID")
+
+# --- load ---------------------------------------------------------------------
+cpu_ticks() { # utime+stime of the processes given and their children
+  local t=0 p
+  for p in "$@" $(for q in "$@"; do ps -o pid= --ppid "$q" 2>/dev/null; done); do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# run TARGET RATE: LOAD_USERS sipp processes, user j against address j.
+# Prints: registrations/s, failed %, p99 ms, cpu %.
+run() {
+  local name=$1 rate=$2; shift 2
+  local dir=$OUT/$name-$rate addrs=("$@") per=$((rate / LOAD_USERS)) sp=()
+  [ "$per" -ge 1 ] || { echo "rate $rate below one call/s per sipp process" >&2; exit 1; }
+  mkdir -p "$dir"
+  local cpu0 pids
+  if [ "$name" = voicering ]; then pids=("${NODE_PIDS[@]}"); else pids=("$KAM_PID"); fi
+  cpu0=$(cpu_ticks "${pids[@]}")
+  local t0; t0=$(date +%s.%N)
+  for j in $(seq 0 $((LOAD_USERS - 1))); do
+    printf 'SEQUENTIAL\nu%d;%s\n' "$j" "$DOMAIN" >"$dir/user$j.csv"
+    (cd "$dir" && exec sipp -i 127.0.0.1 -p $((BASE + 200 + j)) -nostdin -sf "$ROOT/testdata/bench/register-rtd.xml" \
+      -inf "$dir/user$j.csv" -au "u$j" -ap "pw-u$j" -r "$per" -m $((per * DURATION)) -l $((per * 5)) \
+      -recv_timeout 5s -timeout $((DURATION + 20))s -max_recv_loops 1000 \
+      -trace_stat -stf "$dir/stat$j.csv" -fd 1 -trace_rtt -rtt_freq 50 -trace_err -error_file "$dir/err$j.log" \
+      "${addrs[$((j % ${#addrs[@]}))]}" >"$dir/sipp$j.out" 2>&1) &
+    sp+=($!)
+  done
+  for p in "${sp[@]}"; do wait "$p" || true; done
+  local t1; t1=$(date +%s.%N)
+  local cpu1; cpu1=$(cpu_ticks "${pids[@]}")
+  # Totals from each process's last statistics line.
+  local ok=0 bad=0 f
+  for f in "$dir"/stat*.csv; do
+    read -r s e < <(awk -F';' 'NR==1{for(i=1;i<=NF;i++){if($i=="SuccessfulCall(C)")s=i;if($i=="FailedCall(C)")e=i}} NR>1{a=$s;b=$e} END{print a+0, b+0}' "$f")
+    ok=$((ok + s)); bad=$((bad + e))
+  done
+  local p99
+  p99=$(cat "$dir"/*_rtt.csv 2>/dev/null | awk -F';' '$2 ~ /^[0-9.]+$/ {print $2}' | sort -n |
+    awk '{v[NR]=$1} END{if(NR==0){print "n/a"; exit}; i=int(NR*0.99); if(i<1)i=1; printf "%.1f", v[i]}')
+  awk -v ok="$ok" -v bad="$bad" -v t0="$t0" -v t1="$t1" -v p99="$p99" -v c0="$cpu0" -v c1="$cpu1" -v hz="$HZ" -v want=$((per * LOAD_USERS * DURATION)) \
+    'BEGIN{tot=ok+bad; miss=want-tot; if(miss<0)miss=0; fail=(want>0)?100*(bad+miss)/want:0; el=t1-t0;
+      printf "%.1f %.2f %s %.0f\n", ok/el, fail, p99, 100*(c1-c0)/hz/el}'
+}
+
+# Wait until each target answers an authenticated REGISTER (one sipp call).
+check() {
+  local name=$1 addr=$2 dir=$OUT/check-$1
+  mkdir -p "$dir"; printf 'SEQUENTIAL\nu0;%s\n' "$DOMAIN" >"$dir/u.csv"
+  for _ in $(seq 10); do
+    (cd "$dir" && sipp -i 127.0.0.1 -p $((BASE + 199)) -nostdin -sf "$ROOT/testdata/bench/register-rtd.xml" -inf "$dir/u.csv" \
+      -au u0 -ap pw-u0 -m 1 -recv_timeout 3s -timeout 10s "$addr" >"$dir/sipp.out" 2>&1) && return 0
+    sleep 1
+  done
+  echo "register-vs-kamailio: sipp cannot register u0 at $name ($addr); see $dir/sipp.out" >&2
+  tail -20 "$dir/sipp.out" >&2
+  exit 1
+}
+check voicering "${SIP_ADDRS[0]}"
+check kamailio "$KAM_ADDR"
+
+RES=$OUT/results.md
+{
+  echo "REGISTER with digest (401 then 200 per registration), sipp 3.6, $LOAD_USERS sipp processes (one user each) of $USERS accounts, ${DURATION}s per rate."
+  echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children."
+  echo "p99: first REGISTER sent to 200 received (two round trips). CPU: % of one core, all processes of the target."
+  echo
+  echo "| target | offered reg/s | achieved reg/s | failed % | p99 ms | CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|"
+} >"$RES"
+declare -A BEST
+for rate in $RATES; do
+  for target in voicering kamailio; do
+    if [ "$target" = voicering ]; then addrs=("${SIP_ADDRS[@]}"); else addrs=("$KAM_ADDR"); fi
+    echo "== $target at $rate/s for ${DURATION}s" >&2
+    read -r got fail p99 cpu < <(run "$target" "$rate" "${addrs[@]}")
+    echo "| $target | $rate | $got | $fail | $p99 | $cpu |" >>"$RES"
+    if awk -v f="$fail" 'BEGIN{exit !(f < 1)}'; then BEST[$target]=$got; fi
+  done
+done
+{
+  echo
+  v=${BEST[voicering]:-0}; k=${BEST[kamailio]:-0}
+  echo "Highest achieved rate with < 1% failures: voicering $v reg/s, Kamailio $k reg/s; ratio voicering/Kamailio $(awk -v v="$v" -v k="$k" 'BEGIN{if(k>0)printf "%.2f", v/k; else print "n/a"}')."
+  echo
+  echo "Command: USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
+} >>"$RES"
+cat "$RES"

@@ -1,0 +1,91 @@
+#!/bin/sh
+# vm-deposits.sh — concurrent voicemail deposits one SIP peer sustains.
+#
+# Starts a ring of 6 `voicering node` processes on 127.0.0.1 (one with
+# --sip), then for each concurrency N in $LEVELS has sipp place N calls
+# at once (-l N) to a user with no binding; each call waits out the
+# greeting and beep, streams 10 s of the test speech as PCMU RTP
+# (testdata/sipp/voicemail.xml, speech.pcmu looped twice) and hangs up.
+# Per level it reports: calls sipp completed, messages stored, how many
+# of them hold every RTP payload byte sent (their WAV samples equal the
+# sent mu-law decoded, compared with sox), and the SIP peer's CPU
+# (utime+stime from /proc/PID/stat) over the level, as cores busy and as
+# concurrent deposits per core.
+#
+# Needs: go, sipp (Debian's sip-tester), sox. Run from anywhere:
+#   testdata/bench/vm-deposits.sh                 # LEVELS="25 50 100 200"
+#   LEVELS="100 250 400" testdata/bench/vm-deposits.sh
+# Output: a table on stdout; logs and WAVs under $WORK (kept; printed).
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+LEVELS=${LEVELS:-"25 50 100 200"}
+RAMP=${RAMP:-5}            # seconds over which a level's calls start
+WORK=${WORK:-$(mktemp -d /tmp/vm-deposits.XXXXXX)}
+DOMAIN=bench.local
+HZ=$(getconf CLK_TCK)
+
+for tool in go sipp sox; do
+	command -v "$tool" >/dev/null || { echo "vm-deposits.sh needs $tool" >&2; exit 1; }
+done
+BIN=$WORK/voicering
+(cd "$ROOT" && go build -o "$BIN" ./cmd/voicering)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The caller's audio: 10 s, and what the stored WAV must hold.
+cp "$ROOT/testdata/audio/speech.pcmu" "$WORK/speech.pcmu"
+sox -t ul -r 8000 -c 1 "$WORK/speech.pcmu" -t raw -e signed -b 16 -L "$WORK/one.raw"
+cat "$WORK/one.raw" "$WORK/one.raw" > "$WORK/expected.raw"
+sed 's/speech.pcmu,1,0/speech.pcmu,2,0/' "$ROOT/testdata/sipp/voicemail.xml" > "$WORK/voicemail10.xml"
+
+# The ring: peer 0 serves SIP with a shared voicemail key.
+"$BIN" vm key init --out "$WORK/vm.key" >/dev/null
+PIDS=""
+cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+SIP=127.0.0.1:$(free_port)
+FIRST=""
+for i in 0 1 2 3 4 5; do
+	addr=127.0.0.1:$(free_port)
+	set -- node --data "$WORK/peer-$i" --listen "$addr" --tick 200ms --log-level warn
+	[ -n "$FIRST" ] && set -- "$@" --join "$FIRST"
+	[ "$i" = 0 ] && set -- "$@" --sip "$SIP" --domain "$DOMAIN" --vm-key "$WORK/vm.key"
+	"$BIN" "$@" >"$WORK/peer-$i.log" 2>&1 &
+	PIDS="$PIDS $!"
+	[ "$i" = 0 ] && { SIPPID=$!; FIRST=$addr; }
+	sleep 1
+done
+PEER=$FIRST
+echo "ring: 6 peers, SIP peer pid $SIPPID on $SIP, work dir $WORK" >&2
+
+cpu() { awk '{print $14+$15}' "/proc/$SIPPID/stat"; }
+
+printf '%-6s %-6s %-7s %-9s %-8s %-8s %-10s\n' N calls stored complete cpu_s cores per_core
+for N in $LEVELS; do
+	user=u$N
+	until "$BIN" user add --peer "$PEER" --domain "$DOMAIN" --password x "$user" >/dev/null 2>&1; do sleep 1; done
+	c0=$(cpu); t0=$(date +%s.%N)
+	rate=$(( (N + RAMP - 1) / RAMP ))
+	sipp -i 127.0.0.1 -p "$(free_port)" -nostdin -sf "$WORK/voicemail10.xml" -s "$user" -set domain "$DOMAIN" \
+		-d 10500 -l "$N" -m "$N" -r "$rate" -rp 1000 -timeout 120s -max_recv_loops 10000 -max_sched_loops 10000 \
+		-trace_stat -stf "$WORK/sipp-$N.csv" -trace_err -error_file "$WORK/sipp-$N-errors.log" \
+		"$SIP" >"$WORK/sipp-$N.out" 2>&1 || true
+	c1=$(cpu); t1=$(date +%s.%N)
+	calls=$(grep -o 'Successful call *|[^|]*|[^|]*|' "$WORK/sipp-$N.out" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+	# Messages are stored right after each BYE: give the last a moment.
+	sleep 3
+	"$BIN" vm ls --peer "$PEER" --domain "$DOMAIN" --vm-key "$WORK/vm.key" --json "$user" > "$WORK/ls-$N.json"
+	stored=$(grep -c '"id"' "$WORK/ls-$N.json" || true)
+	complete=0
+	mkdir -p "$WORK/wav-$N"
+	for id in $(sed -n 's/.*"id": "\(.*\)".*/\1/p' "$WORK/ls-$N.json"); do
+		w=$WORK/wav-$N/$id.wav
+		"$BIN" vm get --peer "$PEER" --domain "$DOMAIN" --vm-key "$WORK/vm.key" -q -o "$w" "$user" "$id" 2>>"$WORK/get-$N.log" || continue
+		tail -c +45 "$w" | cmp -s - "$WORK/expected.raw" && complete=$((complete + 1))
+	done
+	awk -v n="$N" -v calls="${calls:-?}" -v stored="$stored" -v complete="$complete" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$HZ" 'BEGIN {
+		cpu = (c1 - c0) / hz; cores = cpu / (t1 - t0)
+		printf "%-6d %-6s %-7d %-9d %-8.1f %-8.2f %-10.0f\n", n, calls, stored, complete, cpu, cores, (cores > 0 ? n / cores : 0)
+	}'
+done
