@@ -69,10 +69,25 @@
 //
 // Mailbox records (mailbox:AOR, one entry per message plus "greeting")
 // are sealed with XChaCha20-Poly1305 under the ring's voicemail key,
-// bound to the mailbox and entry name. Trust model: the SIP peers of a
-// ring (holders of voicemail.key in their data directory) can read every
-// mailbox and therefore every recording; peers that only store records,
-// shards or manifests see ciphertext, not callers or caps; owners hear
-// only their own mailbox after digest authentication. mwi:AOR entries are
-// not sealed: they hold the subscriber's contact, as bindings do.
+// bound to the mailbox and entry name. Trust model: whoever holds the
+// key and can reach the ring reads every mailbox and therefore, through
+// the caps in it, every recording: the ring's SIP peers, and operators
+// running `voicering vm ls/get/rm`. Peers that only store records, shards
+// or manifests never need the key and see ciphertext, not callers or
+// caps; owners hear only their own mailbox after digest authentication.
+// mwi:AOR entries are not sealed: they hold the subscriber's contact, as
+// bindings do.
+//
+// # Key provisioning
+//
+// Every SIP peer of a ring must hold the same key (VoicemailConfig.Key),
+// or a message left through one peer cannot be listed through another
+// (Mailboxes.Read counts such entries as Unreadable). Create it once
+// (`voicering vm key init --out FILE`: 32 random bytes, hex, mode 0600;
+// ringpeer.CreateKey), copy it to every SIP peer like the ring CA, and
+// start each with `voicering node --sip ... --vm-key FILE`. A peer given
+// no key makes its own in its data directory (ringpeer.VoicemailKey) and
+// warns at start; `voicering demo` keeps one key for all its peers in its
+// data directory, reused on restart. Changing the key makes the messages
+// sealed under the old one unreadable: there is no rotation yet.
 package sipvm

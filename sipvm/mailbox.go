@@ -117,27 +117,47 @@ func (m *Mailboxes) open(aor, name string, b []byte, v any) error {
 	return json.Unmarshal(pt, v)
 }
 
-// List returns aor's messages, newest first, and its greeting (nil when
-// none is recorded). Entries that do not open are skipped.
-func (m *Mailboxes) List(ctx context.Context, aor string) (msgs []Message, greeting *Message, err error) {
+// Mailbox is what Read finds in a mailbox.
+type Mailbox struct {
+	// Messages are the messages, newest first.
+	Messages []Message
+	// Greeting is the owner's recorded greeting, nil when none.
+	Greeting *Message
+	// Unreadable counts the entries that did not open: sealed under
+	// another voicemail key (a peer that made its own), or tampered with.
+	Unreadable int
+}
+
+// Read returns aor's mailbox. An empty or missing mailbox is no error.
+func (m *Mailboxes) Read(ctx context.Context, aor string) (Mailbox, error) {
+	var box Mailbox
 	es, err := m.rec.Get(ctx, MailboxKey(aor))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fmt.Errorf("sipvm: read the mailbox of %s: %w", aor, err)
+		return box, fmt.Errorf("sipvm: read the mailbox of %s: %w", aor, err)
 	}
 	for _, e := range es {
 		var msg Message
 		if m.open(aor, e.Name, e.Value, &msg) != nil {
+			box.Unreadable++
 			continue
 		}
 		msg.ID = e.Name
 		if e.Name == greetingEntry {
-			greeting = &msg
+			box.Greeting = &msg
 			continue
 		}
-		msgs = append(msgs, msg)
+		box.Messages = append(box.Messages, msg)
 	}
-	slices.SortFunc(msgs, func(a, b Message) int { return b.At.Compare(a.At) })
-	return msgs, greeting, nil
+	slices.SortFunc(box.Messages, func(a, b Message) int { return b.At.Compare(a.At) })
+	return box, nil
+}
+
+// List returns aor's messages, newest first, and its greeting (nil when
+// none is recorded). Entries that do not open are skipped (Read counts
+// them).
+func (m *Mailboxes) List(ctx context.Context, aor string) (msgs []Message, greeting *Message, err error) {
+	box, err := m.Read(ctx, aor)
+	return box.Messages, box.Greeting, err
 }
 
 // Counts returns how many new and saved messages aor has.

@@ -353,6 +353,30 @@ func TestVoicemail(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("alice listens through peer 4 on a healthy ring and hangs up", func(t *testing.T) {
+		code, mc := alice.call(r.sip(4).Addr(), "voicemail", "0 101", "alice-secret")
+		if code != 200 {
+			t.Fatalf("got %d, want 200", code)
+		}
+		msg := g711(speech)
+		waitFor(t, "the start of the message", 40*time.Second, func() error {
+			mc.mu.Lock()
+			defer mc.mu.Unlock()
+			if indexOf(mc.heard, msg[:800]) < 0 {
+				return fmt.Errorf("heard %d samples, not the message yet", len(mc.heard))
+			}
+			return nil
+		})
+		if err := mc.d.Bye(ctx); err != nil {
+			t.Fatalf("bye: %v", err)
+		}
+		if fa := r.sip(4).VoicemailStats().FirstAudio; len(fa) == 0 {
+			t.Errorf("no time-to-first-audio measured")
+		} else {
+			t.Logf("time to first audio on a healthy ring: %v", fa)
+		}
+	})
+
 	// The depositing peer and one more die: total−needed = 2 of the
 	// default 4-of-6 scheme, every peer holding one shard per segment.
 	r.kill(2)

@@ -24,7 +24,9 @@ type Config struct {
 	// Peer configures the storage peer. Required (see peer.Config).
 	Peer peer.Config
 	// SIP, when set, turns SIP on; its Records are the peer's (any set
-	// here are replaced). Nil: no SIP.
+	// here are replaced), and so are its VM's Objects. A VM without a
+	// Key gets VoicemailKey(Peer.Dir), this peer's own: give every SIP
+	// peer of a ring the same key instead (ReadKey). Nil: no SIP.
 	SIP *sipvm.Config
 }
 
@@ -68,32 +70,78 @@ func New(cfg Config) (*Peer, error) {
 	return rp, nil
 }
 
-// KeyFile is the file, in a peer's data directory, holding the ring's
-// voicemail key (32 bytes, hex): every SIP peer of a ring needs the same
-// one, copied there like the ring CA (`voicering demo` does it).
+// KeyFile is the file, in a peer's data directory, holding the voicemail
+// key a SIP peer uses when it is given none (VoicemailKey). A ring's SIP
+// peers must all hold the same key: create one with CreateKey (`voicering
+// vm key init`) and give its file to every SIP peer (`voicering node
+// --vm-key FILE`); `voicering demo` does it for its peers.
 const KeyFile = "voicemail.key"
 
+// ErrKeyExists marks a key file CreateKey would have overwritten.
+var ErrKeyExists = errors.New("peer: voicemail key file exists")
+
 // VoicemailKey reads the voicemail key of the peer with data directory
-// dir, creating a fresh one when there is none.
+// dir (dir/KeyFile), creating a fresh one when there is none. A key made
+// this way is this peer's alone: mailboxes written through other SIP
+// peers, which made their own, cannot be opened here.
 func VoicemailKey(dir string) ([]byte, error) {
 	path := filepath.Join(dir, KeyFile)
-	b, err := os.ReadFile(path)
+	k, err := ReadKey(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		k := sipvm.NewMailboxKey()
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("peer: voicemail key: %w", err)
 		}
-		if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("peer: voicemail key: %w", err)
+		k, err = CreateKey(path)
+		if errors.Is(err, ErrKeyExists) { // another process made it first
+			return ReadKey(path)
 		}
-		return k, nil
 	}
+	return k, err
+}
+
+// CreateKey writes a fresh voicemail key to path (64 hex digits and a
+// newline, mode 0600) and returns it. It never overwrites: an existing
+// file gives an error wrapping ErrKeyExists. The file is written whole or
+// not at all (a temporary file linked into place).
+func CreateKey(path string) ([]byte, error) {
+	k := sipvm.NewMailboxKey()
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".part-*")
+	if err != nil {
+		return nil, fmt.Errorf("peer: create voicemail key %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(hex.EncodeToString(k) + "\n")
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("peer: create voicemail key %s: %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w: %s (it may be the key of a running ring: keep it, or remove it first to make another)", ErrKeyExists, path)
+		}
+		return nil, fmt.Errorf("peer: create voicemail key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ReadKey reads a voicemail key file written by CreateKey. A missing
+// file gives an error wrapping fs.ErrNotExist.
+func ReadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("peer: voicemail key: %w", err)
 	}
 	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(k) != 32 {
-		return nil, fmt.Errorf("peer: voicemail key %s: want 64 hex digits", path)
+		return nil, fmt.Errorf("peer: voicemail key %s: want 64 hex digits (made by `voicering vm key init`)", path)
 	}
 	return k, nil
 }
