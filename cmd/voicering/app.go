@@ -39,6 +39,7 @@ func newApp() *cli.App {
 			benchCommand(),
 			caCommand(),
 			userCommand(),
+			vmCommand(),
 			versionCommand(),
 		},
 		Action: func(c *cli.Context) error {

@@ -30,7 +30,9 @@ func demoCommand() *cli.Command {
 		Usage: "run a local ring of peers in this process, on 127.0.0.1, until Ctrl-C",
 		Description: "Starts a ring (8 peers by default) with its data under --data, reused on the next start,\n" +
 			"checks that it stores and reads back a voicemail-sized object, and prints how to use it.\n" +
-			"While it runs, put/get/stat/rm/ring find it without --peer.",
+			"While it runs, put/get/stat/rm/ring find it without --peer.\n\n" +
+			"The first peer serves SIP with voicemail. All the peers share one voicemail key, DIR/voicemail.key\n" +
+			"(made on the first start, reused after), which `voicering vm` uses when given no --vm-key.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Value: defaultDemoDir(), EnvVars: []string{"VOICERING_DEMO"}, Usage: "`DIR` for the peers' data"},
 			&cli.IntFlag{Name: "peers", Value: 8, Usage: "how many peers to run"},
@@ -59,6 +61,12 @@ func runDemo(c *cli.Context) error {
 		}
 	}
 
+	// One voicemail key for every peer, kept in the demo's data directory
+	// (reused on restart), where `voicering vm` finds it.
+	vmKey, err := ringpeer.VoicemailKey(dir)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	var peers []*peer.Peer
 	var whole []*ringpeer.Peer
 	var addrs []string
@@ -74,7 +82,7 @@ func runDemo(c *cli.Context) error {
 			Bootstrap: addrs, Node: tickedNode(200 * time.Millisecond), Logger: log.With("peer", i),
 		}}
 		if i == 0 && c.String("sip") != "off" {
-			cfg.SIP = &sipvm.Config{Listen: c.String("sip"), Domain: c.String("domain")}
+			cfg.SIP = &sipvm.Config{Listen: c.String("sip"), Domain: c.String("domain"), VM: &sipvm.VoicemailConfig{Key: vmKey}}
 		}
 		p, err := ringpeer.New(cfg)
 		if err != nil && cfg.SIP != nil && errors.Is(err, syscall.EADDRINUSE) {
@@ -256,5 +264,7 @@ func demoAccounts(ctx context.Context, w io.Writer, s *sipvm.Server, note string
 		fmt.Fprintf(w, "  account %-28s password %s\n", sipvm.AOR(u[0], s.Domain()), u[1])
 	}
 	fmt.Fprintf(w, "point a softphone at %s (user alice, domain %s), register a second as bob, call alice\n", s.Addr(), s.Domain())
+	fmt.Fprintf(w, "an unanswered call goes to voicemail: alice listens at sip:voicemail@%s, and\n", s.Domain())
+	fmt.Fprintf(w, "  voicering vm ls alice                 lists her messages (vm get, vm rm: see voicering vm --help)\n")
 	return nil
 }

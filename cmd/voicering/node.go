@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -19,7 +20,12 @@ func nodeCommand() *cli.Command {
 		Name:  "node",
 		Usage: "run a peer of the ring until interrupted (SIGINT/SIGTERM), then leave it gracefully",
 		Description: "The peer stores shards and records for the ring and answers any peer's or client's calls.\n" +
-			"Its identity (an Ed25519 key) and its store live in --data and are reused on restart.",
+			"Its identity (an Ed25519 key) and its store live in --data and are reused on restart.\n\n" +
+			"With --sip the peer also runs the voicemail service (deposit, retrieval at sip:voicemail@DOMAIN,\n" +
+			"MWI). Mailboxes are sealed with the ring's voicemail key: every SIP peer of a ring must hold the\n" +
+			"same one. Create it once with `voicering vm key init --out FILE`, copy it (mode 0600) to every\n" +
+			"SIP peer and start each with --vm-key FILE. Trust model: SIP peers holding the key can read every\n" +
+			"mailbox and recording; storage-only peers (no --sip) never need it and see only ciphertext.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Aliases: []string{"d"}, Required: true, Usage: "data `DIR` (identity key, certificate, store)"},
 			&cli.StringFlag{Name: "listen", Aliases: []string{"l"}, Value: "127.0.0.1:7946", Usage: "`HOST:PORT` to listen on for peers and clients"},
@@ -32,6 +38,7 @@ func nodeCommand() *cli.Command {
 			domainFlag(),
 			&cli.StringFlag{Name: "sip-cert", Usage: "TLS certificate `FILE` (PEM) to also serve SIP over TLS on the --sip port plus one"},
 			&cli.StringFlag{Name: "sip-key", Usage: "TLS key `FILE` (PEM) for --sip-cert"},
+			&cli.StringFlag{Name: "vm-key", EnvVars: []string{"VOICERING_VM_KEY"}, Usage: "the ring's voicemail key `FILE` (from `voicering vm key init`), the same on every SIP peer; default: DIR/voicemail.key of --data, this peer's own (voicemail deposited through other SIP peers is then unreadable here)"},
 			&cli.DurationFlag{Name: "ring-timeout", Value: 20 * time.Second, Usage: "how long a call rings before it goes to voicemail"},
 			&cli.DurationFlag{Name: "answer-delay", Hidden: true, Usage: "delay every store answer (benchmarks' slow peer)"},
 			&cli.DurationFlag{Name: "tick", Hidden: true, Usage: "scale the ring's periods to this stabilize period (tests and benchmarks)"},
@@ -65,6 +72,17 @@ func runNode(c *cli.Context) error {
 	if rc.SIP, err = sipConfig(c); err != nil {
 		return err
 	}
+	if rc.SIP != nil {
+		if f := c.String("vm-key"); f != "" {
+			if rc.SIP.VM.Key, err = ringpeer.ReadKey(f); err != nil {
+				return usageError{fmt.Errorf("--vm-key %s: %w", f, err)}
+			}
+		} else {
+			log.Warn("voicemail: no --vm-key, so this peer seals mailboxes with its own key (" + filepath.Join(cfg.Dir, ringpeer.KeyFile) +
+				"): voicemail left through other SIP peers will be unreadable here, and the reverse, unless every SIP peer shares one key" +
+				" (create it with `voicering vm key init --out FILE`, start every SIP peer with --vm-key FILE)")
+		}
+	}
 	p, err := ringpeer.New(rc)
 	if err != nil {
 		return err
@@ -84,6 +102,7 @@ func sipConfig(c *cli.Context) (*sipvm.Config, error) {
 	sc := &sipvm.Config{
 		Listen: c.String("sip"), Advertise: c.String("sip-advertise"),
 		Domain: c.String("domain"), RingTimeout: c.Duration("ring-timeout"),
+		VM: &sipvm.VoicemailConfig{}, // Objects and, without --vm-key, Key: ringpeer fills them
 	}
 	if cert, key := c.String("sip-cert"), c.String("sip-key"); cert != "" || key != "" {
 		pair, err := tls.LoadX509KeyPair(cert, key)
