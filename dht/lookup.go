@@ -175,62 +175,61 @@ func distinct(ps []Peer, n int) []Peer {
 }
 
 // extend completes peers to n entries by asking the last one for its own
-// successors, for n longer than a successor list. If the last peer does
-// not answer, it asks the one before (whose list skips a dead peer). It
-// stops when the ring wraps around (fewer than n peers exist) and fails
-// only if no peer near the end of the list answers.
+// successors, for n longer than a successor list. A peer that fails to
+// answer is dropped from the answer and the one before it is asked, for as
+// many more successors as peers were dropped: right after peers die, every
+// successor list still names them, and only asking past them reaches the
+// live peers beyond. It stops when the ring wraps around (fewer than n
+// peers exist), and fails only if no peer of the list answers.
 func extend(ctx context.Context, f finder, peers []Peer, n int, st *LookupStats) ([]Peer, LookupStats, error) {
-	for len(peers) < n {
-		var (
-			resp findResp
-			err  error
-			base = -1
-		)
-	ask:
-		for j := len(peers) - 1; j >= 0 && j >= len(peers)-3; j-- {
-			for range 2 { // a second try gets a doubled timeout
-				st.Calls++
-				resp, err = f.find(ctx, peers[j], peers[j].ID, min(n-j, maxLookupN))
-				if err == nil {
-					base = j
-					break ask
-				}
-				st.Failures++
-				if ctx.Err() != nil {
-					return peers, *st, ctx.Err()
-				}
+	failed := map[ID]bool{}
+	var lastErr error
+	for len(peers) < n && st.Calls < maxLookupCalls {
+		j := len(peers) - 1
+		if j < 0 {
+			return nil, *st, fmt.Errorf("%w: extending the successor list: %w", ErrNoPeers, lastErr)
+		}
+		var resp findResp
+		var err error
+		for range 2 { // a second try gets a doubled timeout
+			st.Calls++
+			resp, err = f.find(ctx, peers[j], peers[j].ID, min(n-j+len(failed), maxLookupN))
+			if err == nil {
+				break
+			}
+			st.Failures++
+			if ctx.Err() != nil {
+				return peers, *st, ctx.Err()
 			}
 		}
-		if base < 0 {
-			if len(peers) > 0 {
-				// The tail did not answer (peers just died, not yet
-				// noticed): the peers found so far are the answer, fewer
-				// than asked for; callers route around dead ones.
-				return peers, *st, nil
-			}
-			return peers, *st, fmt.Errorf("%w: extending the successor list: %w", ErrNoPeers, err)
+		if err != nil {
+			failed[peers[j].ID] = true
+			peers, lastErr = peers[:j], err // dead (or unreachable): ask the one before
+			continue
 		}
 		st.Hops++
-		next := slices.Clone(peers[:base+1])
+		next := slices.Clone(peers)
+		grew := false
 		for _, p := range resp.Peers {
 			if len(next) == n {
 				break
 			}
+			if failed[p.ID] {
+				continue
+			}
 			if slices.ContainsFunc(next, func(q Peer) bool { return q.ID == p.ID }) {
-				if p.ID == next[base].ID {
+				if p.ID == next[j].ID {
 					continue
 				}
 				break // wrapped around the ring
 			}
 			next = append(next, p)
-		}
-		if len(next) <= len(peers) {
-			if len(next) < len(peers) {
-				peers = next // a dead peer dropped out
-			}
-			break
+			grew = true
 		}
 		peers = next
+		if !grew {
+			break // the ring has no more live peers than these
+		}
 	}
 	return peers, *st, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -127,21 +126,11 @@ func TestRunEndToEnd(t *testing.T) {
 	assertNoPeers(t, bin)
 
 	// Reading everything back within the tolerated losses is the store's
-	// promise. Right after a SIGKILL, lookups can still fail or return too
-	// few peers (dht.ErrNoPeers, "0 of 1 replicas answered", "0 good
-	// shards"): a known store issue, so by default it skips, naming the
-	// failures; -strict makes it fail.
+	// promise.
 	if len(lost) > 0 {
-		msg := "KNOWN STORE ISSUE, reads failed within the tolerated losses:\n" + strings.Join(lost, "\n")
-		if *strict {
-			t.Error(msg)
-		} else {
-			t.Skip(msg + "\n(run with -strict to fail instead)")
-		}
+		t.Error("reads failed within the tolerated losses:\n" + strings.Join(lost, "\n"))
 	}
 }
-
-var strict = flag.Bool("strict", false, "fail TestRunEndToEnd, rather than skip it, when reads fail within the tolerated losses")
 
 // TestRunCancelled checks that cancelling a run kills every peer it
 // started.
