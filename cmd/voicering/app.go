@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -48,7 +49,12 @@ func newApp() *cli.App {
 			}
 			return cli.ShowAppHelp(c)
 		},
-		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile of this command to `FILE` (for go tool pprof)"},
+		},
+		Before:         startProfile,
+		After:          stopProfile,
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints and exits
 	}
 	for _, cmd := range app.Commands {
@@ -62,10 +68,18 @@ func newApp() *cli.App {
 // (urfave/cli stops reading flags at the first argument). A lone "-"
 // (stdin) is an argument; everything after "--" is left as it is.
 func flagsFirst(app *cli.App, args []string) []string {
-	if len(args) < 3 {
+	// The verb follows the global flags (--cpuprofile FILE).
+	v := 1
+	for v < len(args) && strings.HasPrefix(args[v], "-") {
+		if !strings.Contains(args[v], "=") {
+			v++ // the global flags all take a value
+		}
+		v++
+	}
+	if v+1 >= len(args) {
 		return args
 	}
-	cmd := app.Command(args[1])
+	cmd := app.Command(args[v])
 	if cmd == nil || len(cmd.Subcommands) > 0 {
 		return args
 	}
@@ -77,7 +91,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 		}
 	}
 	var flags, rest []string
-	in := args[2:]
+	in := args[v+1:]
 	for i := 0; i < len(in); i++ {
 		a := in[i]
 		switch {
@@ -94,7 +108,7 @@ func flagsFirst(app *cli.App, args []string) []string {
 			rest = append(rest, a)
 		}
 	}
-	return slices.Concat(args[:2], flags, rest)
+	return slices.Concat(args[:v+1], flags, rest)
 }
 
 // usageError marks an error in how voicering was called (exit code 2), as
@@ -120,3 +134,27 @@ func exitCode(err error) int {
 
 // out returns where a command writes its results.
 func out(c *cli.Context) io.Writer { return c.App.Writer }
+
+// startProfile starts the CPU profile --cpuprofile asks for.
+func startProfile(c *cli.Context) error {
+	f := c.String("cpuprofile")
+	if f == "" {
+		return nil
+	}
+	w, err := os.Create(f)
+	if err != nil {
+		return err
+	}
+	c.App.Metadata = map[string]any{"profile": w}
+	return pprof.StartCPUProfile(w)
+}
+
+// stopProfile ends the CPU profile, if one runs.
+func stopProfile(c *cli.Context) error {
+	w, ok := c.App.Metadata["profile"].(*os.File)
+	if !ok {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	return w.Close()
+}

@@ -79,6 +79,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{[]string{"voicering", "get", "--output=f", "CAP"}, []string{"voicering", "get", "--output=f", "CAP"}},
 		{[]string{"voicering", "put", "--", "-odd-name"}, []string{"voicering", "put", "--", "-odd-name"}},
 		{[]string{"voicering", "--help"}, []string{"voicering", "--help"}},
+		{[]string{"voicering", "--cpuprofile", "p", "get", "CAP", "-o", "f"}, []string{"voicering", "--cpuprofile", "p", "get", "-o", "f", "CAP"}},
 	}
 	for _, tt := range tests {
 		if got := flagsFirst(app, tt.in); !slices.Equal(got, tt.want) {
