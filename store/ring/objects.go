@@ -272,7 +272,7 @@ func (o *Objects) place(ctx context.Context, si coding.StorageIndex, seg *coding
 func (o *Objects) placement(ctx context.Context, si coding.StorageIndex, s, total int) ([]dht.Peer, error) {
 	wait := 250 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		peers, _, err := o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), total+o.cfg.Spare)
+		peers, err := lookupRetry(ctx, o.cfg.Locator, PlacementKey(si, s), total+o.cfg.Spare)
 		if err != nil {
 			return nil, fmt.Errorf("segment %d: look up placement: %w", s, err)
 		}

@@ -371,14 +371,31 @@ func (r *Records) lookup(ctx context.Context, key store.Key, n int) ([]dht.Peer,
 	if n == 0 {
 		n = r.cfg.Replicas
 	}
-	peers, _, err := r.cfg.Locator.Lookup(ctx, keyID(key), n)
+	peers, err := lookupRetry(ctx, r.cfg.Locator, keyID(key), n)
 	if err != nil {
 		return nil, fmt.Errorf("look up replicas: %w", err)
 	}
-	if len(peers) == 0 {
-		return nil, fmt.Errorf("look up replicas: %w", dht.ErrNoPeers)
-	}
 	return peers, nil
+}
+
+// lookupRetry looks key up, and again with back-off when the lookup fails:
+// while the ring churns (peers joining, or just killed and not yet
+// noticed) a lookup can fail where the next one succeeds.
+func lookupRetry(ctx context.Context, l Locator, key dht.ID, n int) ([]dht.Peer, error) {
+	wait := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		peers, _, err := l.Lookup(ctx, key, n)
+		if err == nil && len(peers) == 0 {
+			err = dht.ErrNoPeers
+		}
+		if err == nil || attempt == readAttempts-1 || ctx.Err() != nil {
+			return peers, err
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		wait *= 2
+	}
 }
 
 // each calls f with the index and store of every peer at once, each call
