@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/voicering/voicering/dht"
 )
 
 // run runs the CLI in-process with args and returns stdout and the exit code
@@ -42,13 +44,14 @@ func TestVersion(t *testing.T) {
 	}
 	var v struct {
 		Version        string `json:"version"`
+		Protocol       int    `json:"protocol"`
 		ManifestFormat int    `json:"manifest_format"`
 	}
 	if err := json.Unmarshal([]byte(got), &v); err != nil {
 		t.Fatalf("version --json is not JSON: %v\n%s", err, got)
 	}
-	if v.Version != Version || v.ManifestFormat != 1 {
-		t.Errorf("version %q format %d, want %q and 1", v.Version, v.ManifestFormat, Version)
+	if v.Version != Version || v.ManifestFormat != 1 || v.Protocol != dht.ProtocolVersion {
+		t.Errorf("version %q protocol %d format %d, want %q, %d and 1", v.Version, v.Protocol, v.ManifestFormat, Version, dht.ProtocolVersion)
 	}
 }
 

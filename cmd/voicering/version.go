@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/voicering/voicering/coding"
+	"github.com/voicering/voicering/dht"
 )
 
 func versionCommand() *cli.Command {
@@ -18,16 +19,17 @@ func versionCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			v := struct {
 				Version        string `json:"version"`
+				Protocol       int    `json:"protocol"`
 				ManifestFormat int    `json:"manifest_format"`
 				Cap            string `json:"cap_prefix"`
 				Go             string `json:"go"`
-			}{Version, coding.FormatVersion, coding.CapPrefix, runtime.Version()}
+			}{Version, dht.ProtocolVersion, coding.FormatVersion, coding.CapPrefix, runtime.Version()}
 			if c.Bool("json") {
 				e := json.NewEncoder(out(c))
 				e.SetIndent("", "  ")
 				return e.Encode(v)
 			}
-			_, err := fmt.Fprintf(out(c), "voicering %s\nmanifest format %d, caps %q\n%s\n", v.Version, v.ManifestFormat, v.Cap, v.Go)
+			_, err := fmt.Fprintf(out(c), "voicering %s\nring protocol v%d, manifest format %d, caps %q\n%s\n", v.Version, v.Protocol, v.ManifestFormat, v.Cap, v.Go)
 			return err
 		},
 	}
