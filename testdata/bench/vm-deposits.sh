@@ -1,7 +1,7 @@
 #!/bin/sh
 # vm-deposits.sh — concurrent voicemail deposits one SIP peer sustains.
 #
-# Starts a ring of 6 `voicering node` processes on 127.0.0.1 (one with
+# Starts a ring of $PEERS (6) `voicering node` processes on 127.0.0.1 (one with
 # --sip), then for each concurrency N in $LEVELS has sipp place N calls
 # at once (-l N) to a user with no binding; each call waits out the
 # greeting and beep, streams 10 s of the test speech as PCMU RTP
@@ -15,12 +15,18 @@
 # Needs: go, sipp (Debian's sip-tester), sox. Run from anywhere:
 #   testdata/bench/vm-deposits.sh                 # LEVELS="25 50 100 200"
 #   LEVELS="100 250 400" testdata/bench/vm-deposits.sh
+# A deposit that fails is logged by the SIP peer ($WORK/peer-0.log,
+# "voicemail: deposit failed" and why).
 # Output: a table on stdout; logs and WAVs under $WORK (kept; printed).
+# The SIP peer logs at info ($WORK/peer-0.log): "voicemail: deposited"
+# per message, "deposit failed" with the reason, "recording too short".
 set -eu
 
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 LEVELS=${LEVELS:-"25 50 100 200"}
 RAMP=${RAMP:-5}            # seconds over which a level's calls start
+PEERS=${PEERS:-6}          # ring size; peer 0 serves SIP
+TICK=${TICK:-}             # e.g. 200ms: the demo's fast ring periods (--tick); default: a node's own
 WORK=${WORK:-$(mktemp -d /tmp/vm-deposits.XXXXXX)}
 DOMAIN=bench.local
 HZ=$(getconf CLK_TCK)
@@ -46,9 +52,11 @@ cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/
 trap cleanup EXIT INT TERM
 SIP=127.0.0.1:$(free_port)
 FIRST=""
-for i in 0 1 2 3 4 5; do
+for i in $(seq 0 $((PEERS - 1))); do
 	addr=127.0.0.1:$(free_port)
-	set -- node --data "$WORK/peer-$i" --listen "$addr" --tick 200ms --log-level warn
+	set -- node --data "$WORK/peer-$i" --listen "$addr"
+	[ -n "$TICK" ] && set -- "$@" --tick "$TICK"
+	if [ "$i" = 0 ]; then set -- "$@" --log-level info; else set -- "$@" --log-level warn; fi
 	[ -n "$FIRST" ] && set -- "$@" --join "$FIRST"
 	[ "$i" = 0 ] && set -- "$@" --sip "$SIP" --domain "$DOMAIN" --vm-key "$WORK/vm.key"
 	"$BIN" "$@" >"$WORK/peer-$i.log" 2>&1 &
@@ -57,7 +65,7 @@ for i in 0 1 2 3 4 5; do
 	sleep 1
 done
 PEER=$FIRST
-echo "ring: 6 peers, SIP peer pid $SIPPID on $SIP, work dir $WORK" >&2
+echo "ring: $PEERS peers, SIP peer pid $SIPPID on $SIP, work dir $WORK" >&2
 
 cpu() { awk '{print $14+$15}' "/proc/$SIPPID/stat"; }
 
@@ -67,16 +75,22 @@ for N in $LEVELS; do
 	until "$BIN" user add --peer "$PEER" --domain "$DOMAIN" --password x "$user" >/dev/null 2>&1; do sleep 1; done
 	c0=$(cpu); t0=$(date +%s.%N)
 	rate=$(( (N + RAMP - 1) / RAMP ))
-	sipp -i 127.0.0.1 -p "$(free_port)" -nostdin -sf "$WORK/voicemail10.xml" -s "$user" -set domain "$DOMAIN" \
+	(cd "$WORK" && sipp -i 127.0.0.1 -p "$(free_port)" -nostdin -sf "$WORK/voicemail10.xml" -s "$user" -set domain "$DOMAIN" \
 		-d 10500 -l "$N" -m "$N" -r "$rate" -rp 1000 -timeout 120s -max_recv_loops 10000 -max_sched_loops 10000 \
 		-trace_stat -stf "$WORK/sipp-$N.csv" -trace_err -error_file "$WORK/sipp-$N-errors.log" \
-		"$SIP" >"$WORK/sipp-$N.out" 2>&1 || true
+		"$SIP" >"$WORK/sipp-$N.out" 2>&1) || true
 	c1=$(cpu); t1=$(date +%s.%N)
-	calls=$(grep -o 'Successful call *|[^|]*|[^|]*|' "$WORK/sipp-$N.out" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-	# Messages are stored right after each BYE: give the last a moment.
-	sleep 3
-	"$BIN" vm ls --peer "$PEER" --domain "$DOMAIN" --vm-key "$WORK/vm.key" --json "$user" > "$WORK/ls-$N.json"
-	stored=$(grep -c '"id"' "$WORK/ls-$N.json" || true)
+	calls=$(grep 'Successful call' "$WORK/sipp-$N.out" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
+	# Messages are stored after each BYE (the last segment, the manifest,
+	# the mailbox entry): list until the count holds for 5 s (60 s at most).
+	stored=-1; same=0; waited=0
+	while [ "$same" -lt 5 ] && [ "$waited" -lt 60 ]; do
+		"$BIN" vm ls --peer "$PEER" --domain "$DOMAIN" --vm-key "$WORK/vm.key" --json "$user" > "$WORK/ls-$N.json" 2>>"$WORK/ls-$N.log" || true
+		n=$(grep -c '"id"' "$WORK/ls-$N.json" || true)
+		if [ "$n" = "$stored" ]; then same=$((same + 1)); else same=0; stored=$n; fi
+		[ "$stored" = "${calls:-}" ] && break
+		sleep 1; waited=$((waited + 1))
+	done
 	complete=0
 	mkdir -p "$WORK/wav-$N"
 	for id in $(sed -n 's/.*"id": "\(.*\)".*/\1/p' "$WORK/ls-$N.json"); do
