@@ -17,6 +17,7 @@ import (
 // 127.0.0.1, each with its own badger directory.
 type cluster struct {
 	t     *testing.T
+	tune  func(*Config)
 	peers []*member
 }
 
@@ -36,9 +37,13 @@ func testConfig(dir, listen string, boot []string) Config {
 	}
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n, nil) }
+
+// newClusterWith is newCluster with each peer's configuration adjusted by
+// tune.
+func newClusterWith(t *testing.T, n int, tune func(*Config)) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	c := &cluster{t: t, tune: tune}
 	base := t.TempDir() // before stopAll, so cleanup stops the peers first
 	t.Cleanup(c.stopAll)
 	for i := range n {
@@ -57,7 +62,11 @@ func newCluster(t *testing.T, n int) *cluster {
 func (c *cluster) start(i int, boot []string) {
 	c.t.Helper()
 	m := c.peers[i]
-	p, err := New(testConfig(m.dir, m.addr, boot))
+	cfg := testConfig(m.dir, m.addr, boot)
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		c.t.Fatalf("start peer %d: %v", i, err)
 	}

@@ -195,9 +195,22 @@ func (p *Peer) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Leave tells the neighbours this peer is going, so they splice it out at
-// once rather than waiting to find it dead. Call it before cancelling Run.
-func (p *Peer) Leave(ctx context.Context) error { return p.node.Leave(ctx) }
+// Leave hands the peer's records and shards over to the peers that will
+// hold its place once it is gone (see ring.Maintainer.HandOver), as far as
+// ctx allows, then tells the neighbours it is going, so they splice it out
+// at once rather than waiting to find it dead. Leave closes the node: call
+// it before cancelling Run, and Close afterwards.
+func (p *Peer) Leave(ctx context.Context) error {
+	recs, shards, herr := p.maintain.HandOver(ctx)
+	p.cfg.Logger.Info("handed over before leaving", "records", recs, "shards", shards, "err", herr)
+	lctx := ctx
+	if ctx.Err() != nil { // the hand-over used the time up: still say goodbye
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+	}
+	return errors.Join(herr, p.node.Leave(lctx))
+}
 
 // Close releases the node, its transport and the store. Call it after Run
 // has returned.

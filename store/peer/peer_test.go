@@ -358,3 +358,61 @@ func TestManifestSurvivesAsManyLossesAsShards(t *testing.T) {
 		t.Fatal("wrong bytes")
 	}
 }
+
+func TestGracefulLeaveHandsOver(t *testing.T) {
+	// Repair and hand-off are held off, so only Leave can explain the data
+	// reaching its new homes.
+	c := newClusterWith(t, 8, func(cfg *Config) {
+		cfg.Maintain.Settle, cfg.Maintain.Period = time.Hour, time.Hour
+	})
+	ctx := t.Context()
+	data := randomBytes(21, 300_000)
+	cp, m, err := c.peers[0].p.Objects().Put(ctx, bytes.NewReader(data), coding.Params{Scheme: coding.Scheme{Needed: 3, Total: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The leaving peer holds a shard of segment 0; the record is one it is
+	// a replica of.
+	place, _, err := c.peers[0].p.Node().Lookup(ctx, ring.PlacementKey(cp.StorageIndex(), 0), m.Scheme.Total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaver := slices.IndexFunc(c.peers, func(mb *member) bool { return mb.p.Self().ID == place[1].ID })
+	var key store.Key
+	for i := 0; ; i++ {
+		key = store.Key(dht.Key(fmt.Sprintf("mailbox:leave%d@example.org", i)))
+		reps, err := c.peers[0].p.Records().Replicas(ctx, key, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(reps, func(p dht.Peer) bool { return p.ID == place[1].ID }) {
+			break
+		}
+	}
+	if err := c.peers[0].p.Records().Put(ctx, key, store.Entry{Name: "m", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := c.peers[leaver].p.Leave(lctx); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	cancel()
+	c.kill(leaver)
+	c.waitConverged()
+	if err := wholeOnPlacement(ctx, c, cp, m); err != nil {
+		t.Fatalf("after a graceful leave: %v", err)
+	}
+	reps, err := c.live()[0].Records().Replicas(ctx, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reps {
+		for _, q := range c.live() {
+			if q.Self().ID == r.ID {
+				if _, err := q.Store().GetRecord(ctx, key); err != nil {
+					t.Errorf("replica %s lacks the record after the leave: %v", r.ID.Short(), err)
+				}
+			}
+		}
+	}
+}

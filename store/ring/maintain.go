@@ -201,6 +201,82 @@ func (m *Maintainer) Pass(ctx context.Context) {
 	m.mu.Unlock()
 }
 
+// HandOver is what a peer about to leave the ring gracefully does: it
+// pushes every record it holds to the record's replica set as it will be
+// without this peer, and every shard to the peer that will take its place
+// in the shard's placement set (the new last member, which holds no shard
+// of that segment on a settled ring). Whatever it cannot hand over in
+// time, repair restores from the other holders. It returns how many
+// records and shards were handed over.
+func (m *Maintainer) HandOver(ctx context.Context) (records, shards int, err error) {
+	for key, err := range m.cfg.Local.RecordKeys(ctx, store.Key{}) {
+		if err != nil {
+			return records, shards, err
+		}
+		state, err := m.cfg.Local.GetRecordState(ctx, key)
+		if err != nil {
+			continue
+		}
+		reps, err := m.othersNear(ctx, keyID(key), m.spread(state))
+		if err != nil {
+			continue
+		}
+		stored := 0
+		for _, p := range reps {
+			cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+			if _, err := m.cfg.Dial(p).MergeRecord(cctx, key, state); err == nil {
+				stored++
+			}
+			cancel()
+		}
+		if stored > 0 {
+			records++
+		}
+	}
+	manifests := map[coding.StorageIndex]*coding.Manifest{}
+	for in, err := range m.cfg.Local.ListAllShards(ctx) {
+		if err != nil {
+			return records, shards, err
+		}
+		man, ok := manifests[in.ID.Index]
+		if !ok {
+			man, _ = m.manifest(ctx, in.ID.Index)
+			manifests[in.ID.Index] = man
+		}
+		if man == nil || int(in.ID.Segment) >= len(man.ShardHashes) {
+			continue
+		}
+		total := man.Scheme.Total
+		place, err := m.othersNear(ctx, PlacementKey(in.ID.Index, int(in.ID.Segment)), total)
+		if err != nil || len(place) < total {
+			continue
+		}
+		data, hash, err := m.cfg.Local.GetShard(ctx, in.ID)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+		err = m.cfg.Dial(place[total-1]).PutShard(cctx, in.ID, hash, data)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrExists) {
+			shards++
+		}
+	}
+	return records, shards, ctx.Err()
+}
+
+// othersNear returns the first n live peers clockwise from key other than
+// this one: where a key's data belongs once this peer has left. (A leaving
+// peer's own lookups still count it in.)
+func (m *Maintainer) othersNear(ctx context.Context, key dht.ID, n int) ([]dht.Peer, error) {
+	peers, err := lookupRetry(ctx, m.cfg.Locator, key, n+1)
+	if err != nil {
+		return nil, err
+	}
+	peers = slices.DeleteFunc(peers, func(p dht.Peer) bool { return p.ID == m.cfg.Self.ID })
+	return peers[:min(n, len(peers))], nil
+}
+
 func peersSig(ps []dht.Peer) [32]byte {
 	h := sha256.New()
 	for _, p := range ps {
