@@ -62,9 +62,21 @@
 // written with a badger TTL (rounded up to the second), and reads filter
 // expiry to the nanosecond. The encodings are frozen by a golden test.
 //
-// Durability: by default every write is synced before it returns, so an
-// acknowledged write survives a crash; a test kills a writing process with
-// SIGKILL and checks every acknowledged shard and entry afterwards.
+// Durability comes in two classes. Every acknowledged write survives the
+// crash of the process: it is in badger's memory-mapped log before it
+// returns; a test kills a writing process with SIGKILL and checks every
+// acknowledged shard and entry afterwards. Durable writes also survive
+// power loss: they are fsynced before they return. They are shard puts and
+// deletions, and record merges holding an entry that does not expire
+// within Config.SoftExpiry (24 hours): manifests, mailboxes, accounts,
+// deletions of them (tombstones live 30 days). Soft state, a merge whose
+// every entry expires within SoftExpiry, is not fsynced: SIP bindings,
+// which phones refresh and R replicas hold, so that a power cut of one
+// replica loses at most its last moments of refreshes. Badger runs without
+// SyncWrites; the store fsyncs badger's new log files itself, once for all
+// the durable writes that wait at the same time (group commit), where
+// SyncWrites made every commit, soft or not, wait for its own fsync.
+// Config.NoSync fsyncs nothing.
 //
 // Memory: badger's defaults hold about 86 MiB of heap per open database,
 // nearly all of it the arena of its 64 MiB memtable, allocated up front:

@@ -158,6 +158,12 @@ type RecordMerger interface {
 	// merged with each other. It returns how many entries were written: 0
 	// means the store already held the same or newer state.
 	//
+	// When MergeRecord returns nil the merged state is stored and visible
+	// to every later read. A durable store keeps it across a crash of its
+	// process, and across power loss unless every entry of the batch
+	// expires soon (soft state, such as SIP bindings: the local store's
+	// Config.SoftExpiry says how soon).
+	//
 	// An entry whose Expires has already passed still wins against older
 	// versions, which it removes, and is itself never visible. Errors: ErrInvalid when an entry
 	// breaks a rule of Entry.Validate or the batch exceeds MaxBatchEntries

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/store"
@@ -19,6 +20,10 @@ import (
 // crashDirEnv gates TestCrashHelper: set, it names the store directory the
 // helper writes to until it is killed.
 const crashDirEnv = "VOICERING_STORE_CRASH_DIR"
+
+// crashEpochEnv passes the helper the time its soft entries expire from,
+// so that the parent can rebuild them.
+const crashEpochEnv = "VOICERING_STORE_CRASH_EPOCH"
 
 // crashAcks is how many acknowledged writes the parent waits for before it
 // kills the writer.
@@ -51,6 +56,17 @@ func crashEntry(i int) (store.Key, store.Entry) {
 	}
 }
 
+// crashSoftEntry returns the i-th soft-state entry the helper writes: it
+// expires within SoftExpiry, so it is not fsynced, yet an acknowledged one
+// must survive the crash of the process like any other write.
+func crashSoftEntry(i int, now time.Time) (store.Key, store.Entry) {
+	key, e := crashEntry(i)
+	key[0] = 0xe1
+	e.Value = []byte(fmt.Sprintf("soft %d", i))
+	e.Expires = now.Add(time.Hour)
+	return key, e
+}
+
 // TestCrashHelper is the child process of TestCrash. It does nothing unless
 // crashDirEnv is set. It writes shards and record entries in a loop and
 // prints "ack shard i" or "ack entry i" after each write has returned, until
@@ -66,6 +82,11 @@ func TestCrashHelper(t *testing.T) {
 		os.Exit(2)
 	}
 	ctx := context.Background()
+	epoch, err := time.Parse(time.RFC3339Nano, os.Getenv(crashEpochEnv))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
 	out := bufio.NewWriter(os.Stdout)
 	for i := 0; ; i++ {
 		id, data := crashShard(i)
@@ -84,6 +105,14 @@ func TestCrashHelper(t *testing.T) {
 		}
 		fmt.Fprintln(out, "ack entry", i)
 		out.Flush()
+		key, e = crashSoftEntry(i, epoch)
+		if _, err := s.MergeRecord(ctx, key, []store.Entry{e}); err != nil {
+			fmt.Fprintln(out, "error", err)
+			out.Flush()
+			os.Exit(2)
+		}
+		fmt.Fprintln(out, "ack soft", i)
+		out.Flush()
 	}
 }
 
@@ -95,7 +124,8 @@ func TestCrash(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+	epoch := time.Now().Truncate(time.Second)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashEpochEnv+"="+epoch.Format(time.RFC3339Nano))
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -104,7 +134,7 @@ func TestCrash(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	shards, entries := -1, -1 // highest acknowledged index of each
+	shards, entries, soft := -1, -1, -1 // highest acknowledged index of each
 	lines := bufio.NewScanner(stdout)
 	for acks := 0; acks < crashAcks; {
 		if !lines.Scan() {
@@ -124,6 +154,8 @@ func TestCrash(t *testing.T) {
 			shards = i
 		case "entry":
 			entries = i
+		case "soft":
+			soft = i
 		}
 		acks++
 	}
@@ -135,7 +167,7 @@ func TestCrash(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != -1 {
 		t.Fatalf("writer ended with %v, want killed by a signal", err)
 	}
-	t.Logf("killed the writer after %d acks: shards 0..%d, entries 0..%d acknowledged", crashAcks, shards, entries)
+	t.Logf("killed the writer after %d acks: shards 0..%d, entries 0..%d, soft entries 0..%d acknowledged", crashAcks, shards, entries, soft)
 
 	s := openAt(t, dir)
 	ctx := t.Context()
@@ -149,11 +181,19 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("acknowledged shard %d (%s): data differs", i, id)
 		}
 	}
-	// The latest acknowledged version of each name, or a later one whose
-	// write was under way when the writer died.
+	checkCrashRecords(t, s, entries, crashEntry)
+	checkCrashRecords(t, s, soft, func(i int) (store.Key, store.Entry) { return crashSoftEntry(i, epoch) })
+}
+
+// checkCrashRecords checks that the records hold, for each name, the
+// latest acknowledged version of entries 0..acked made by entry, or a
+// later one whose write was under way when the writer died.
+func checkCrashRecords(t *testing.T, s *Store, acked int, entry func(int) (store.Key, store.Entry)) {
+	t.Helper()
+	ctx := t.Context()
 	latest := map[store.Key]map[string]store.Entry{}
-	for i := 0; i <= entries; i++ {
-		key, e := crashEntry(i)
+	for i := 0; i <= acked; i++ {
+		key, e := entry(i)
 		if latest[key] == nil {
 			latest[key] = map[string]store.Entry{}
 		}
@@ -174,8 +214,8 @@ func TestCrash(t *testing.T) {
 			case !ok:
 				t.Errorf("record %s: acknowledged entry %q (version %d) missing", key, name, w.Version)
 			case g.Equal(w):
-			case g.Version == uint64(entries+1):
-				_, next := crashEntry(entries + 1)
+			case g.Version == uint64(acked+1):
+				_, next := entry(acked + 1)
 				if !g.Equal(next) {
 					t.Errorf("record %s: entry %q = %+v, want %+v", key, name, g, next)
 				}

@@ -46,11 +46,22 @@ var (
 // Config configures a Store. The zero value is a durable store with the
 // defaults below.
 type Config struct {
-	// NoSync, when true, acknowledges writes before they reach the disk:
-	// faster, but a crash or power loss can lose the writes of the last
-	// moments. The zero value, false, syncs every write (badger's
-	// SyncWrites): once a write returns nil it survives a crash.
+	// NoSync, when true, fsyncs no write: every acknowledged write still
+	// survives the crash of the process (it is in badger's memory-mapped
+	// log), but power loss or a kernel crash can lose the writes of the
+	// last moments. The zero value, false, fsyncs every write before it
+	// returns, except soft state (see SoftExpiry).
 	NoSync bool
+
+	// SoftExpiry marks soft state: a MergeRecord whose every entry
+	// (tombstones included) expires within SoftExpiry of now is not
+	// fsynced, only written to badger's log. It survives the crash of the
+	// process like every acknowledged write, but not power loss: SIP
+	// bindings, which phones refresh before they expire and R replicas
+	// hold. Shards, shard deletions and records with a longer-lived or
+	// unexpiring entry (manifests, mailboxes, accounts) are fsynced. Zero
+	// means 24 hours; a negative SoftExpiry fsyncs every write.
+	SoftExpiry time.Duration
 
 	// Logger receives badger's warnings and errors and the store's own
 	// maintenance messages (at debug level). Nil discards them.
@@ -64,6 +75,7 @@ type Config struct {
 
 const (
 	defaultGCInterval = 10 * time.Minute
+	defaultSoftExpiry = 24 * time.Hour
 
 	// gcDiscardRatio: a value-log file is rewritten when at least this
 	// share of it is garbage (badger's recommendation).
@@ -85,7 +97,7 @@ const (
 // about 86 MiB of heap per open database; these hold about 10 MiB.
 func badgerOptions(dir string, cfg Config, log badger.Logger) badger.Options {
 	o := badger.DefaultOptions(dir)
-	o.SyncWrites = !cfg.NoSync
+	o.SyncWrites = false // the store fsyncs what must be durable itself (syncer)
 	o.Logger = log
 	o.MetricsEnabled = false // badger's metrics are process-wide expvars
 
@@ -112,6 +124,9 @@ type Store struct {
 	log        *slog.Logger
 	gcInterval time.Duration
 	running    atomic.Bool
+	noSync     bool
+	softExpiry time.Duration
+	syncer     *syncer
 
 	// mu is held shared by every operation and exclusively by Close, so
 	// Close waits for operations in flight and none starts after it.
@@ -142,9 +157,12 @@ func open(dir string, cfg Config, tune func(dir string, cfg Config, log badger.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("store", dir)
-	s := &Store{dir: dir, log: log, gcInterval: cfg.GCInterval}
+	s := &Store{dir: dir, log: log, gcInterval: cfg.GCInterval, noSync: cfg.NoSync, softExpiry: cfg.SoftExpiry, syncer: newSyncer(dir)}
 	if s.gcInterval == 0 {
 		s.gcInterval = defaultGCInterval
+	}
+	if s.softExpiry == 0 {
+		s.softExpiry = defaultSoftExpiry
 	}
 
 	db, err := badger.Open(tune(dir, cfg, badgerLogger{log}))
@@ -196,9 +214,12 @@ func (s *Store) checkFormat() error {
 	if err != nil || found {
 		return err
 	}
-	return s.db.Update(func(txn *badger.Txn) error {
+	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(formatKey, encodeFormat(formatVersion))
-	})
+	}); err != nil {
+		return err
+	}
+	return s.sync(synced)
 }
 
 // Run collects value-log garbage every Config.GCInterval, each time until
@@ -283,10 +304,15 @@ func (s *Store) begin(ctx context.Context) (end func(), err error) {
 }
 
 // update runs fn in a read-write transaction, retrying it while it
-// conflicts with a concurrent transaction.
-func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+// conflicts with a concurrent transaction, and makes it durable as d says.
+// A synced update is synced even when fn wrote nothing: what it read may
+// be a concurrent write not yet on disk.
+func (s *Store) update(ctx context.Context, d durability, fn func(txn *badger.Txn) error) error {
 	for range maxConflictRetries {
 		err := s.db.Update(fn)
+		if err == nil {
+			return s.sync(d)
+		}
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
@@ -295,6 +321,15 @@ func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) erro
 		}
 	}
 	return fmt.Errorf("gave up after %d conflicting concurrent writes; retry", maxConflictRetries)
+}
+
+// sync makes the writes committed so far survive power loss when d is
+// synced and the store syncs at all.
+func (s *Store) sync(d durability) error {
+	if d != synced || s.noSync {
+		return nil
+	}
+	return s.syncer.sync()
 }
 
 // badgerLogger passes badger's warnings and errors to slog and drops its

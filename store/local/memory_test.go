@@ -16,12 +16,12 @@ import (
 // cluster test runs that many peers in one process.
 const stores16 = 16
 
-// defaultOptions is badger's own defaults, with the store's logger and sync
-// setting, for comparison.
+// defaultOptions is badger's own defaults, with the store's logger and
+// without badger's own syncing (the store syncs), for comparison.
 func defaultOptions(dir string, cfg Config, log badger.Logger) badger.Options {
 	o := badger.DefaultOptions(dir)
 	o.Logger = log
-	o.SyncWrites = !cfg.NoSync
+	o.SyncWrites = false
 	return o
 }
 

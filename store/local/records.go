@@ -35,7 +35,7 @@ func (s *Store) mergeRecord(ctx context.Context, key store.Key, entries []store.
 	}
 	defer end()
 	var written int
-	err = s.update(ctx, func(txn *badger.Txn) error {
+	err = s.update(ctx, recordDurability(batch, time.Now(), s.softExpiry), func(txn *badger.Txn) error {
 		written = 0
 		for _, e := range batch {
 			k := entryKey(key, e.Name)

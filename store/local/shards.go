@@ -36,7 +36,7 @@ func (s *Store) putShard(ctx context.Context, id store.ShardID, hash coding.Hash
 	}
 	defer end()
 	metaKey := shardMetaKey(id)
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.update(ctx, synced, func(txn *badger.Txn) error {
 		item, err := txn.Get(metaKey)
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
@@ -135,7 +135,7 @@ func (s *Store) deleteShard(ctx context.Context, id store.ShardID) error {
 	}
 	defer end()
 	metaKey := shardMetaKey(id)
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.update(ctx, synced, func(txn *badger.Txn) error {
 		if _, err := txn.Get(metaKey); errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		} else if err != nil {
