@@ -14,6 +14,9 @@
 # Before the ladder, one registration against each target must succeed,
 # else the script stops and shows sipp's output.
 #
+# PPROF_BASE=PORT serves net/http/pprof of peer i at 127.0.0.1:PORT+i
+# (ringnode -pprof), to profile a run; off by default.
+#
 # Output: a Markdown table on stdout and in $OUT/results.md, with sipp's
 # raw files beside it. $OUT defaults to bench-out/register-vs-kamailio-DATE.
 set -euo pipefail
@@ -62,6 +65,7 @@ for i in 0 1 2 3; do
   sipaddr=127.0.0.1:$((BASE + 10 * i))
   join=()
   [ "$i" -gt 0 ] && join=(-join "127.0.0.1:$((BASE + 100))")
+  [ -n "${PPROF_BASE:-}" ] && join+=(-pprof "127.0.0.1:$((PPROF_BASE + i))")
   # ringnode is `voicering node --sip` offering MD5 first (see its doc):
   # sipp 3.6 cannot answer the SHA-256 challenge voicering node offers first.
   "$OUT/ringnode" -data "$OUT/node$i" -listen "$ring" "${join[@]}" -sip "$sipaddr" -domain "$DOMAIN" 2>"$OUT/node$i.log" &

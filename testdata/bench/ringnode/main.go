@@ -5,7 +5,10 @@
 // to change the order. The peer is assembled exactly as the node verb
 // does it (sipvm/ringpeer); only Config.Algorithms differs.
 //
-//	ringnode -data DIR -listen HOST:PORT [-join HOST:PORT] -sip HOST:PORT -domain D
+//	ringnode -data DIR -listen HOST:PORT [-join HOST:PORT] -sip HOST:PORT -domain D [-pprof HOST:PORT]
+//
+// -pprof serves net/http/pprof on its own mux at HOST:PORT (loopback,
+// for profiling the benchmark) and turns on the block and mutex profiles.
 package main
 
 import (
@@ -13,8 +16,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -29,11 +36,43 @@ func main() {
 	join := flag.String("join", "", "a ring peer to join through")
 	sipAddr := flag.String("sip", "127.0.0.1:5060", "SIP address (UDP and TCP)")
 	domain := flag.String("domain", "voicering.local", "SIP domain")
+	prof := flag.String("pprof", "", "serve net/http/pprof at this HOST:PORT (off when empty)")
 	flag.Parse()
+	if *prof != "" {
+		stop, err := serveProfiles(*prof)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ringnode:", err)
+			os.Exit(1)
+		}
+		defer stop()
+	}
 	if err := run(*data, *listen, *join, *sipAddr, *domain); err != nil {
 		fmt.Fprintln(os.Stderr, "ringnode:", err)
 		os.Exit(1)
 	}
+}
+
+// serveProfiles serves the pprof handlers on a private mux at addr, with
+// block and mutex sampling on, until stop is called.
+func serveProfiles(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: %w", err)
+	}
+	runtime.SetBlockProfileRate(10_000) // one event per 10µs blocked
+	runtime.SetMutexProfileFraction(10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Handler: mux}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	return func() { srv.Close(); <-done }, nil
 }
 
 func run(data, listen, join, sipAddr, domain string) error {
