@@ -1016,7 +1016,19 @@ func (n *Node) answer(key ID, count int) findResp {
 	prev := n.self.ID
 	for i, s := range live {
 		if BetweenRight(key, prev, s.ID) {
-			return findResp{Done: true, Peers: slices.Clone(live[i:min(i+count, len(live))])}
+			peers := slices.Clone(live[i:min(i+count, len(live))])
+			if len(peers) < count && n.joined && len(n.succ) < n.cfg.Successors {
+				// A successor list shorter than configured holds the whole
+				// ring: the answer wraps around it (and this node) without
+				// asking anyone, as a small ring's lookups mostly must.
+				for _, p := range append([]Peer{n.self}, live[:i]...) {
+					if len(peers) == count {
+						break
+					}
+					peers = append(peers, p)
+				}
+			}
+			return findResp{Done: true, Peers: peers}
 		}
 		prev = s.ID
 	}
