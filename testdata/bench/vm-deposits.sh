@@ -67,12 +67,28 @@ done
 PEER=$FIRST
 echo "ring: $PEERS peers, SIP peer pid $SIPPID on $SIP, work dir $WORK" >&2
 
+# wait_ring waits (up to 120 s) until the SIP peer lists every other
+# peer as a successor and suspects none: a level must not start on a
+# ring still forming, where a put finds too few live peers.
+wait_ring() {
+	w=0
+	while [ "$w" -lt 120 ]; do
+		st=$("$BIN" ring --peer "$PEER" 2>/dev/null || true)
+		if [ "$(echo "$st" | grep -c '^successor')" -ge $((PEERS - 1)) ] && ! echo "$st" | grep -q '^suspected'; then
+			return 0
+		fi
+		sleep 1; w=$((w + 1))
+	done
+	echo "the ring did not settle in 120 s:" >&2; echo "$st" >&2
+}
+
 cpu() { awk '{print $14+$15}' "/proc/$SIPPID/stat"; }
 
 printf '%-6s %-6s %-7s %-9s %-8s %-8s %-10s\n' N calls stored complete cpu_s cores per_core
 for N in $LEVELS; do
 	user=u$N
 	until "$BIN" user add --peer "$PEER" --domain "$DOMAIN" --password x "$user" >/dev/null 2>&1; do sleep 1; done
+	wait_ring
 	c0=$(cpu); t0=$(date +%s.%N)
 	rate=$(( (N + RAMP - 1) / RAMP ))
 	(cd "$WORK" && sipp -i 127.0.0.1 -p "$(free_port)" -nostdin -sf "$WORK/voicemail10.xml" -s "$user" -set domain "$DOMAIN" \
