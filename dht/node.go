@@ -736,10 +736,12 @@ func (n *Node) stabilize(ctx context.Context) {
 		}
 		// Walk back over peers that joined between us and s, so a burst
 		// of joins settles in one round instead of one per round.
+		walked := 0
 		for range maxWalkBack {
 			if !st.HasPred || st.Pred.ID == n.self.ID || !Between(st.Pred.ID, n.self.ID, s.ID) {
 				break
 			}
+			walked++
 			// A successor's predecessor has called it recently: even if
 			// we gave up on that peer, the state call below checks it
 			// again directly (and revives it if it answers).
@@ -787,6 +789,18 @@ func (n *Node) stabilize(ctx context.Context) {
 		n.joined = true
 		first := succ[0]
 		n.mu.Unlock()
+		if walked == maxWalkBack && st.HasPred && st.Pred.ID != n.self.ID && Between(st.Pred.ID, n.self.ID, s.ID) {
+			// Still more peers between us and s: our successor is far
+			// off (a join answered by a peer with a stale view). A lookup
+			// of our own ID from s takes O(log N) hops where walking back
+			// takes N/maxWalkBack rounds.
+			n.mergeFrom(ctx, []Peer{s})
+			n.mu.Lock()
+			if len(n.succ) > 0 {
+				first = n.succ[0]
+			}
+			n.mu.Unlock()
+		}
 		n.ctl(ctx, first, methodNotify, notifyMsg{Addr: n.self.Addr}.encode())
 		return
 	}

@@ -106,8 +106,8 @@ func TestSimLookups(t *testing.T) {
 }
 
 // TestSimMassRestart kills half the ring at once and restarts the dead
-// half at random moments within a minute (the 2007 Skype outage, scaled
-// down), then checks that the ring reconverges and every lookup is right
+// half at random moments within 10 s (-sim.window; the 2007 Skype
+// outage), then checks that the ring reconverges and every lookup is right
 // again. It logs the control traffic per live peer: steady state, the
 // peak second, and the time to reconverge (all simulated time).
 func TestSimMassRestart(t *testing.T) {
