@@ -111,6 +111,9 @@ func iterate(ctx context.Context, f finder, key ID, n, alpha int, starts []Peer)
 			if st.Calls >= maxLookupCalls {
 				err = errors.Join(fmt.Errorf("gave up after %d requests", st.Calls), err)
 			}
+			if err == nil {
+				return nil, st, fmt.Errorf("%w for %s: no peer to ask (is --peer or --join right?)", ErrNoPeers, key.Short())
+			}
 			return nil, st, fmt.Errorf("%w for %s: %w", ErrNoPeers, key.Short(), err)
 		}
 		select {
@@ -187,6 +190,9 @@ func extend(ctx context.Context, f finder, peers []Peer, n int, st *LookupStats)
 	for len(peers) < n && st.Calls < maxLookupCalls {
 		j := len(peers) - 1
 		if j < 0 {
+			if lastErr == nil {
+				return nil, *st, fmt.Errorf("%w: the lookup found no peer", ErrNoPeers)
+			}
 			return nil, *st, fmt.Errorf("%w: extending the successor list: %w", ErrNoPeers, lastErr)
 		}
 		var resp findResp

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"path/filepath"
 	"time"
 
@@ -35,6 +36,7 @@ func nodeCommand() *cli.Command {
 			logLevelFlag(),
 			&cli.StringFlag{Name: "sip", Usage: "serve SIP (registrar and proxy) on `HOST:PORT`, UDP and TCP alike, e.g. 0.0.0.0:5060; default: no SIP"},
 			&cli.StringFlag{Name: "sip-advertise", Usage: "`HOST:PORT` phones and other SIP servers reach this peer at (default: the --sip address)"},
+			&cli.StringFlag{Name: "media-ip", Usage: "the `IP` voicemail receives RTP at and puts in SDP (default: the host of --sip-advertise, which must then be an IP)"},
 			domainFlag(),
 			&cli.StringFlag{Name: "sip-cert", Usage: "TLS certificate `FILE` (PEM) to also serve SIP over TLS on the --sip port plus one"},
 			&cli.StringFlag{Name: "sip-key", Usage: "TLS key `FILE` (PEM) for --sip-cert"},
@@ -103,6 +105,11 @@ func sipConfig(c *cli.Context) (*sipvm.Config, error) {
 		Listen: c.String("sip"), Advertise: c.String("sip-advertise"),
 		Domain: c.String("domain"), RingTimeout: c.Duration("ring-timeout"),
 		VM: &sipvm.VoicemailConfig{}, // Objects and, without --vm-key, Key: ringpeer fills them
+	}
+	if m := c.String("media-ip"); m != "" {
+		if sc.VM.MediaIP = net.ParseIP(m); sc.VM.MediaIP == nil {
+			return nil, usageError{fmt.Errorf("--media-ip %q is not an IP address", m)}
+		}
 	}
 	if cert, key := c.String("sip-cert"), c.String("sip-key"); cert != "" || key != "" {
 		pair, err := tls.LoadX509KeyPair(cert, key)
