@@ -278,14 +278,14 @@ func (s *Server) build() error {
 		ua.Close()
 		return fmt.Errorf("sipvm: %w", err)
 	}
-	s.srv.OnRegister(s.onRegister)
-	s.srv.OnOptions(s.onOptions)
-	s.srv.OnInvite(s.onInvite)
-	s.srv.OnAck(s.onAck)
-	s.srv.OnCancel(s.onStrayCancel)
-	s.srv.OnBye(s.onBye)
-	s.srv.OnSubscribe(s.onSubscribe)
-	s.srv.OnNoRoute(s.onOther)
+	s.srv.OnRegister(s.checked(s.onRegister))
+	s.srv.OnOptions(s.checked(s.onOptions))
+	s.srv.OnInvite(s.checked(s.onInvite))
+	s.srv.OnAck(s.checked(s.onAck))
+	s.srv.OnCancel(s.checked(s.onStrayCancel))
+	s.srv.OnBye(s.checked(s.onBye))
+	s.srv.OnSubscribe(s.checked(s.onSubscribe))
+	s.srv.OnNoRoute(s.checked(s.onOther))
 	return nil
 }
 
