@@ -113,10 +113,16 @@ type bufferPool struct {
 	limit int
 }
 
-var segmentBuffers sync.Map // buffer size → *sync.Pool of []byte
+var segmentBuffers sync.Map // buffer size → *sync.Pool of *[]byte
 
 func newBufferPool(size, limit int) *bufferPool {
-	c, _ := segmentBuffers.LoadOrStore(size, &sync.Pool{New: func() any { return make([]byte, size) }})
+	c, ok := segmentBuffers.Load(size)
+	if !ok {
+		c, _ = segmentBuffers.LoadOrStore(size, &sync.Pool{New: func() any {
+			b := make([]byte, size)
+			return &b
+		}})
+	}
 	return &bufferPool{free: make(chan []byte, limit), cache: c.(*sync.Pool), limit: limit}
 }
 
@@ -131,7 +137,7 @@ func (p *bufferPool) get(ctx context.Context) ([]byte, error) {
 	if p.made < p.limit {
 		p.made++
 		p.mu.Unlock()
-		return p.cache.Get().([]byte), nil
+		return *p.cache.Get().(*[]byte), nil
 	}
 	p.mu.Unlock()
 	select {
@@ -151,7 +157,7 @@ func (p *bufferPool) close() {
 	for {
 		select {
 		case b := <-p.free:
-			p.cache.Put(b)
+			p.cache.Put(&b) // a pointer: putting the slice itself would allocate
 		default:
 			return
 		}

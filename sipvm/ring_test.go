@@ -206,18 +206,6 @@ func (ph *phone) note(e string) {
 	ph.events = append(ph.events, e)
 }
 
-func (ph *phone) count(e string) int {
-	ph.mu.Lock()
-	defer ph.mu.Unlock()
-	n := 0
-	for _, x := range ph.events {
-		if x == e {
-			n++
-		}
-	}
-	return n
-}
-
 // register sends REGISTER for user's AOR to the peer at server, answering
 // a digest challenge with password, and returns the final response.
 func (ph *phone) register(server, user, password string, expires int, extra ...sip.Header) (*sip.Response, error) {

@@ -133,7 +133,7 @@ func openSession(c *cli.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := withTimeout(c)
+	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	return &session{cl, ctx, cancel}, nil
 }
 
@@ -162,11 +162,6 @@ func capSession(c *cli.Context) (coding.Cap, *session, error) {
 	}
 	s, err := openSession(c)
 	return cp, s, err
-}
-
-// withTimeout bounds a client verb so a dead ring cannot hang a script.
-func withTimeout(c *cli.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.Context, c.Duration("timeout"))
 }
 
 // notFoundError marks "no such object" (exit code 3).

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -49,19 +48,17 @@ func oneUser(c *cli.Context) (string, error) {
 	return u, nil
 }
 
-func userAccounts(c *cli.Context) (*sipvm.Accounts, func(), error) {
-	log, err := logger(c)
-	if err != nil {
-		return nil, nil, err
-	}
+// userAccounts returns the ring's SIP accounts through a client session;
+// the caller closes the session.
+func userAccounts(c *cli.Context) (*sipvm.Accounts, *session, error) {
 	if err := sipvm.CheckName("domain", c.String("domain")); err != nil {
 		return nil, nil, usageError{err}
 	}
-	cl, err := newClient(c, log)
+	s, err := openSession(c)
 	if err != nil {
 		return nil, nil, err
 	}
-	return sipvm.NewAccounts(cl.Records()), func() { cl.Close() }, nil
+	return sipvm.NewAccounts(s.Records()), s, nil
 }
 
 func runUserAdd(c *cli.Context) error {
@@ -83,14 +80,12 @@ func runUserAdd(c *cli.Context) error {
 	if pw == "" {
 		return usageError{errors.New("no password: give --password PASSWORD or --password-stdin")}
 	}
-	acc, done, err := userAccounts(c)
+	acc, sess, err := userAccounts(c)
 	if err != nil {
 		return err
 	}
-	defer done()
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
-	defer cancel()
-	if err := acc.Add(ctx, user, c.String("domain"), pw); err != nil {
+	defer sess.Close()
+	if err := acc.Add(sess.ctx, user, c.String("domain"), pw); err != nil {
 		return unreachableHint(err)
 	}
 	fmt.Fprintf(out(c), "added %s\n", sipvm.AOR(user, c.String("domain")))
@@ -102,14 +97,12 @@ func runUserRm(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	acc, done, err := userAccounts(c)
+	acc, sess, err := userAccounts(c)
 	if err != nil {
 		return err
 	}
-	defer done()
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
-	defer cancel()
-	if err := acc.Remove(ctx, user, c.String("domain")); err != nil {
+	defer sess.Close()
+	if err := acc.Remove(sess.ctx, user, c.String("domain")); err != nil {
 		if errors.Is(err, sipvm.ErrNoAccount) {
 			return notFoundError{fmt.Errorf("no account %s (see voicering user ls --domain %s)", sipvm.AOR(user, c.String("domain")), c.String("domain"))}
 		}
@@ -123,14 +116,12 @@ func runUserLs(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("user ls takes no arguments, got %q", c.Args().Slice())}
 	}
-	acc, done, err := userAccounts(c)
+	acc, sess, err := userAccounts(c)
 	if err != nil {
 		return err
 	}
-	defer done()
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
-	defer cancel()
-	users, err := acc.List(ctx, c.String("domain"))
+	defer sess.Close()
+	users, err := acc.List(sess.ctx, c.String("domain"))
 	if err != nil {
 		return unreachableHint(err)
 	}

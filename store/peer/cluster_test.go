@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,17 +89,6 @@ func (c *cluster) kill(i int) {
 	m.p = nil
 }
 
-// restart starts peer i again with its data and address.
-func (c *cluster) restart(i int) {
-	var boot []string
-	for j, m := range c.peers {
-		if j != i && m.p != nil {
-			boot = append(boot, m.addr)
-		}
-	}
-	c.start(i, boot)
-}
-
 func (c *cluster) stopAll() {
 	for i := range c.peers {
 		c.kill(i)
@@ -142,13 +130,4 @@ func (c *cluster) waitFor(what string, deadline time.Duration, cond func() error
 func (c *cluster) waitConverged() {
 	c.t.Helper()
 	c.waitFor("ring to converge", 60*time.Second, func() error { return Settled(c.live()) })
-}
-
-// each runs f for every live peer at once.
-func each(ps []*Peer, f func(*Peer)) {
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Go(func() { f(p) })
-	}
-	wg.Wait()
 }
