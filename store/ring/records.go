@@ -225,25 +225,24 @@ func (r *Records) StateWith(ctx context.Context, key store.Key, q Quorum) ([]sto
 //
 // A read that cannot reach R replicas looks the replica set up again, a
 // few times with back-off: right after peers die, lookups may still name
-// them until the failure detector has noticed.
+// them until the failure detector has noticed. (A lookup that fails
+// outright is retried by lookup itself.)
 func (r *Records) StateUntil(ctx context.Context, key store.Key, q Quorum, enough func([]store.Entry) bool) ([]store.Entry, error) {
 	q = r.fill(q)
 	wait := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		peers, err := r.lookup(ctx, key, q.N)
-		if err != nil && attempt == readAttempts-1 {
+		peers, err := r.lookup(ctx, key, q.N) // retries a failed lookup itself
+		if err != nil {
 			return nil, fmt.Errorf("ring: get record %s: %w", key, err)
 		}
-		if err == nil {
-			states, errs, merged := r.gather(ctx, key, peers, need(q.R, len(peers)), enough)
-			ok := countNil(errs)
-			if ok >= need(q.R, len(peers)) || (enough != nil && ok > 0 && enough(merged)) {
-				r.readRepair(ctx, key, peers, states, errs, merged)
-				return merged, nil
-			}
-			if attempt == readAttempts-1 {
-				return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), need(q.R, len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
-			}
+		states, errs, merged := r.gather(ctx, key, peers, need(q.R, len(peers)), enough)
+		ok := countNil(errs)
+		if ok >= need(q.R, len(peers)) || (enough != nil && ok > 0 && enough(merged)) {
+			r.readRepair(ctx, key, peers, states, errs, merged)
+			return merged, nil
+		}
+		if attempt == readAttempts-1 {
+			return nil, fmt.Errorf("ring: get record %s: %d of %d replicas answered, %d needed: %w", key, ok, len(peers), need(q.R, len(peers)), errors.Join(append([]error{ErrNoQuorum}, errs...)...))
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("ring: get record %s: %w", key, err)
