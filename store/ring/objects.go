@@ -541,8 +541,12 @@ func (o *Objects) Remove(ctx context.Context, c coding.Cap) error {
 		return err
 	}
 	si := c.StorageIndex()
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("ring: remove: %w", err)
+	}
 	var names []string
-	for i := range (len(mustMarshal(m)) + store.MaxValueSize - 1) / store.MaxValueSize {
+	for i := range (len(b) + store.MaxValueSize - 1) / store.MaxValueSize {
 		names = append(names, manifestEntry(i))
 	}
 	q := o.manifestQuorum(m.Scheme)
@@ -584,12 +588,4 @@ func (o *Objects) Remove(ctx context.Context, c coding.Cap) error {
 	}
 	wg.Wait()
 	return nil
-}
-
-func mustMarshal(m *coding.Manifest) []byte {
-	b, err := m.MarshalBinary()
-	if err != nil {
-		panic("ring: a parsed manifest failed to encode: " + err.Error())
-	}
-	return b
 }
