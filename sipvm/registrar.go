@@ -237,6 +237,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	var puts []store.Entry
+	var set []Binding // the bindings puts writes
 	var dels []string
 	callID, cseq := string(*req.CallID()), req.CSeq().SeqNo
 	for _, c := range contacts {
@@ -286,6 +287,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		b.Expires = now.Add(exp)
 		v, _ := json.Marshal(b)
 		puts = append(puts, store.Entry{Name: b.Name, Value: v, Expires: b.Expires})
+		set = append(set, b)
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout)
 	defer cancel()
@@ -306,8 +308,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		changed[n] = true
 	}
 	var now_ []Binding
-	for _, e := range puts {
-		b, _ := decodeBinding(e)
+	for _, b := range set {
 		changed[b.Name] = true
 		now_ = append(now_, b)
 	}
