@@ -214,6 +214,9 @@ type Pass struct {
 	Took       time.Duration // wall time of the pass
 	Bytes      int64         // object bytes moved by the successful ones
 	ShardBytes uint64        // shard bytes received from peers (fetches)
+	// Moved is how many shards a fetch found on a placement peer other
+	// than the one their index names: the ring shifted since the put.
+	Moved uint64
 }
 
 // Failures counts failed operations by cause.

@@ -128,20 +128,20 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 
 	p("\n## Rounds\n\n")
-	p("Affected: objects with a shard (or copy) on a killed peer. At risk: objects with a segment left with fewer than needed shards on live peers — these cannot be read. Failed: why the other objects could not be read — a lookup that found no way around the killed peers (dht.ErrNoPeers), a manifest not read from a quorum of its replicas (also when a lookup returned too few of them), too few shards of a segment. Read amplification: shard bytes received per object byte delivered.\n\n")
+	p("Affected: objects with a shard (or copy) on a killed peer. At risk: objects with a segment left with fewer than needed shards on live peers — these cannot be read. Failed: why the other objects could not be read — a lookup that found no way around the killed peers (dht.ErrNoPeers), a manifest not read from a quorum of its replicas (also when a lookup returned too few of them), too few shards of a segment. Read amplification: shard bytes received per object byte delivered. Moved: shards found on another placement peer than the one their index names (the ring shifted once the killed peers were noticed); each costs no extra round trip.\n\n")
 	p("| scheme | peers lost | affected | at risk | success |")
 	for _, c := range r.Workload {
 		if c.Count > 0 {
 			p(" p50 %s (ms) | p99 %s (ms) |", c.Name(), c.Name())
 		}
 	}
-	p(" failed: lookup / manifest / shards / other | throughput (MB/s) | read amplification |\n|---|---|---|---|---|")
+	p(" failed: lookup / manifest / shards / other | throughput (MB/s) | read amplification | moved |\n|---|---|---|---|---|")
 	for _, c := range r.Workload {
 		if c.Count > 0 {
 			p("---|---|")
 		}
 	}
-	p("---|---|---|\n")
+	p("---|---|---|---|\n")
 	for _, s := range r.Schemes {
 		for _, rd := range s.Rounds {
 			p("| %s | %d | %d | %d | %s (%d/%d) |", s.Name, rd.Lost, rd.Affected, rd.AtRisk, pct(rd.Success()), rd.OK, rd.Objects)
@@ -149,7 +149,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				p(" %s | %s |", ms(c.P50), ms(c.P99))
 			}
 			fl := rd.Failures
-			p(" %d / %d / %d / %d | %s | %.2f |\n", fl.Lookup, fl.Manifest, fl.Shards, fl.Other, mbps(rd.Throughput()), rd.ReadAmp())
+			p(" %d / %d / %d / %d | %s | %.2f | %d |\n", fl.Lookup, fl.Manifest, fl.Shards, fl.Other, mbps(rd.Throughput()), rd.ReadAmp(), rd.Moved)
 		}
 	}
 	p("\nStoring the workload (4 puts at a time):\n\n| scheme | took | throughput (MB/s) |\n|---|---|---|\n")
@@ -226,7 +226,7 @@ func writeCSV(r *Report, path string) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	w.Write([]string{"experiment", "scheme", "needed", "total", "overhead", "peers_lost", "class", "objects", "affected", "at_risk", "ok", "success", "failed_lookup", "failed_manifest", "failed_shards", "failed_other", "p50_ms", "p99_ms", "seconds", "throughput_mb_s", "read_amplification"})
+	w.Write([]string{"experiment", "scheme", "needed", "total", "overhead", "peers_lost", "class", "objects", "affected", "at_risk", "ok", "success", "failed_lookup", "failed_manifest", "failed_shards", "failed_other", "p50_ms", "p99_ms", "seconds", "throughput_mb_s", "read_amplification", "shards_moved"})
 	f64 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 	msf := func(d time.Duration) string { return f64(float64(d) / float64(time.Millisecond)) }
 	itoa := strconv.Itoa
@@ -234,10 +234,10 @@ func writeCSV(r *Report, path string) error {
 	rows := func(exp string, s *SchemeResult, lost, affected, atRisk int, p Pass) {
 		head := []string{exp, s.Name, itoa(s.Scheme.Needed), itoa(s.Scheme.Total), f64(s.Overhead), itoa(lost)}
 		w.Write(append(head, "all", itoa(p.Objects), itoa(affected), itoa(atRisk), itoa(p.OK), f64(p.Success()),
-			itoa(p.Failures.Lookup), itoa(p.Failures.Manifest), itoa(p.Failures.Shards), itoa(p.Failures.Other), "", "", f64(p.Took.Seconds()), f64(p.Throughput()/1e6), f64(p.ReadAmp())))
+			itoa(p.Failures.Lookup), itoa(p.Failures.Manifest), itoa(p.Failures.Shards), itoa(p.Failures.Other), "", "", f64(p.Took.Seconds()), f64(p.Throughput()/1e6), f64(p.ReadAmp()), strconv.FormatUint(p.Moved, 10)))
 		for _, c := range p.Classes {
 			w.Write(append(head, c.Name(), itoa(c.Count), "", "", itoa(c.OK), f64(float64(c.OK)/float64(c.Count)),
-				"", "", "", "", msf(c.P50), msf(c.P99), "", "", ""))
+				"", "", "", "", msf(c.P50), msf(c.P99), "", "", "", ""))
 		}
 	}
 	for i := range r.Schemes {
@@ -258,12 +258,12 @@ func writeCSV(r *Report, path string) error {
 				d   time.Duration
 			}{{"big_put", b.Put}, {"big_get", b.Get}, {"raw_tls", b.TLS}} {
 				w.Write([]string{x.exp, c.Name, itoa(c.Scheme.Needed), itoa(c.Scheme.Total), f64(c.Overhead), "0", sizeName(b.Size), "1", "", "", "1", "1",
-					"", "", "", "", "", "", f64(x.d.Seconds()), f64(float64(b.Size) / x.d.Seconds() / 1e6), ""})
+					"", "", "", "", "", "", f64(x.d.Seconds()), f64(float64(b.Size) / x.d.Seconds() / 1e6), "", ""})
 			}
 		}
 		if rp := r.Repair; rp != nil {
 			w.Write([]string{"repair", c.Name, itoa(c.Scheme.Needed), itoa(c.Scheme.Total), f64(c.Overhead), "1", "all", itoa(rp.Objects), itoa(rp.Affected), "", "", "",
-				"", "", "", "", "", "", f64(rp.Took.Seconds()), "", ""})
+				"", "", "", "", "", "", f64(rp.Took.Seconds()), "", "", ""})
 		}
 	}
 	w.Flush()

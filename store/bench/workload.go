@@ -149,7 +149,7 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 func (b *run) fetch(ctx context.Context, objs []*object) (Pass, error) {
 	lat := make([]time.Duration, len(objs))
 	errs := make([]error, len(objs))
-	before := b.client.Objects().Counters().ShardBytes
+	before := b.client.Objects().Counters()
 	start := time.Now()
 	for i, o := range objs {
 		gctx, cancel := context.WithTimeout(ctx, b.cfg.GetTimeout)
@@ -169,7 +169,10 @@ func (b *run) fetch(ctx context.Context, objs []*object) (Pass, error) {
 		}
 	}
 	took := time.Since(start)
-	return b.pass(objs, lat, errs, took, b.client.Objects().Counters().ShardBytes-before), nil
+	after := b.client.Objects().Counters()
+	p := b.pass(objs, lat, errs, took, after.ShardBytes-before.ShardBytes)
+	p.Moved = after.ShardMisses - before.ShardMisses
+	return p, nil
 }
 
 // checker counts and checksums what a get writes.

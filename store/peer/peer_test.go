@@ -416,3 +416,56 @@ func TestGracefulLeaveHandsOver(t *testing.T) {
 		}
 	}
 }
+
+// Once the ring has noticed dead placement peers, the live ones sit at
+// other positions than the shards they hold: a get still reads each shard
+// with one request (store.ShardFinder), which the misses counter shows.
+func TestGetAfterRingShifted(t *testing.T) {
+	// Repair held off, so the shards stay where the put left them.
+	c := newClusterWith(t, 9, func(cfg *Config) {
+		cfg.Maintain.Settle, cfg.Maintain.Period = time.Hour, time.Hour
+	})
+	ctx := t.Context()
+	data := randomBytes(23, 480_000)
+	cp, m, err := c.peers[0].p.Objects().Put(ctx, bytes.NewReader(data), coding.Params{Scheme: coding.Scheme{Needed: 4, Total: 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	place, _, err := c.peers[0].p.Node().Lookup(ctx, ring.PlacementKey(cp.StorageIndex(), 0), m.Scheme.Total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first Parity placement peers outside the manifest's replicas:
+	// the first of them is at position Total−2 at the latest, so at least
+	// the last placement peer moves up a position.
+	var victims []int
+	for _, p := range place {
+		if len(victims) == m.Scheme.Parity() || slices.ContainsFunc(replicas, func(r dht.Peer) bool { return r.ID == p.ID }) {
+			continue
+		}
+		victims = append(victims, slices.IndexFunc(c.peers, func(mb *member) bool { return mb.p != nil && mb.p.Self().ID == p.ID }))
+	}
+	if len(victims) < m.Scheme.Parity() {
+		t.Fatalf("only %d placement peers outside the manifest's replicas; the test needs %d", len(victims), m.Scheme.Parity())
+	}
+	for _, i := range victims {
+		c.kill(i)
+	}
+	c.waitConverged()
+	reader := c.live()[0]
+	before := reader.Objects().Counters().ShardMisses
+	var out bytes.Buffer
+	if err := reader.Objects().Get(ctx, cp, &out); err != nil {
+		t.Fatalf("Get on the shifted ring: %v", err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("Get on the shifted ring: wrong bytes")
+	}
+	if moved := reader.Objects().Counters().ShardMisses - before; moved == 0 {
+		t.Errorf("Get on the shifted ring found every shard at its own position; want some found by FindShard on another")
+	}
+}

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"iter"
 
@@ -65,6 +66,27 @@ func (s *Store) GetShard(ctx context.Context, id store.ShardID) ([]byte, coding.
 		return nil, coding.Hash{}, fmt.Errorf("remote: get shard %s on %s: %w: answer cut short", id, s.peer, errMalformed)
 	}
 	return b[coding.HashSize:], coding.Hash(b[:coding.HashSize]), nil
+}
+
+// FindShard asks the peer for shard id or, when it does not hold that one,
+// another shard of the same segment, in one round trip (store.ShardFinder).
+// A peer of an older version, which does not know the call, is asked with
+// GetShard and ListShards instead.
+func (s *Store) FindShard(ctx context.Context, id store.ShardID) (store.ShardID, []byte, coding.Hash, error) {
+	b, err := s.call(ctx, methodFindShard, appendShardID(nil, id))
+	if errors.Is(err, dht.ErrUnknownMethod) {
+		return store.FindShardSlowly(ctx, s, id)
+	}
+	if err != nil {
+		return store.ShardID{}, nil, coding.Hash{}, fmt.Errorf("remote: find shard %s on %s: %w", id, s.peer, err)
+	}
+	r := reader{b: b}
+	found := r.shardID()
+	hash := r.b32("shard hash")
+	if r.err != nil || found.Index != id.Index || found.Segment != id.Segment {
+		return store.ShardID{}, nil, coding.Hash{}, fmt.Errorf("remote: find shard %s on %s: %w: answer malformed or for another segment", id, s.peer, errMalformed)
+	}
+	return found, r.b, hash, nil
 }
 
 // DeleteShard removes a shard from the peer.

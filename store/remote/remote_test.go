@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,23 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // serve starts a peer on 127.0.0.1 serving a fresh local store over mutual
 // TLS, and returns a client's view of that store. Everything stops at
 // cleanup.
-func serve(t *testing.T) *Store {
+func serve(t *testing.T) *Store { return serveWithout(t) }
+
+// olderPeer is a Registrar for a peer of an earlier version: it drops the
+// methods named.
+type olderPeer struct {
+	r       Registrar
+	without []string
+}
+
+func (o olderPeer) Handle(method string, h dht.Handler) {
+	if !slices.Contains(o.without, method) {
+		o.r.Handle(method, h)
+	}
+}
+
+// serveWithout is serve for a peer that does not know the methods named.
+func serveWithout(t *testing.T, methods ...string) *Store {
 	t.Helper()
 	backend, err := local.Open(t.TempDir(), local.Config{NoSync: true})
 	if err != nil {
@@ -37,7 +54,7 @@ func serve(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	var mux dht.Mux
-	Register(&mux, backend)
+	Register(olderPeer{&mux, methods}, backend)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -61,6 +78,27 @@ func serve(t *testing.T) *Store {
 		backend.Close()
 	})
 	return New(cli, srv.Local())
+}
+
+// A peer from before store.shard.find still answers FindShard: the client
+// falls back to asking for the shard, listing and asking again.
+func TestFindShardOnOlderPeer(t *testing.T) {
+	s := serveWithout(t, methodFindShard)
+	id := store.ShardID{Segment: 3, Shard: 2}
+	id.Index[0] = 9
+	data := []byte("a shard stored before the ring shifted")
+	if err := s.PutShard(t.Context(), id, coding.HashOf(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.call(t.Context(), methodFindShard, appendShardID(nil, id)); !errors.Is(err, dht.ErrUnknownMethod) {
+		t.Fatalf("the older peer answered %s with %v, want ErrUnknownMethod", methodFindShard, err)
+	}
+	ask := id
+	ask.Shard = 0
+	got, b, _, err := s.FindShard(t.Context(), ask)
+	if err != nil || got != id || !bytes.Equal(b, data) {
+		t.Fatalf("FindShard(%s) on an older peer = %s, %q, %v; want %s and its data", ask, got, b, err, id)
+	}
 }
 
 func TestConformance(t *testing.T) {
@@ -143,7 +181,7 @@ func FuzzRequests(f *testing.F) {
 	f.Cleanup(func() { backend.Close() })
 	var mux dht.Mux
 	Register(&mux, backend)
-	methods := []string{methodPutShard, methodGetShard, methodDeleteShard, methodListShards, methodMerge, methodGetRecord, methodRecordKeys}
+	methods := []string{methodPutShard, methodGetShard, methodDeleteShard, methodListShards, methodMerge, methodGetRecord, methodRecordKeys, methodFindShard}
 	f.Add(0, appendShardID(nil, store.ShardID{Segment: 1}))
 	f.Add(4, appendEntries(make([]byte, 32), []store.Entry{{Name: "a", Value: []byte("v"), Version: 1}}))
 	f.Add(3, make([]byte, 72))

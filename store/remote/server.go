@@ -15,6 +15,7 @@ const (
 	methodGetShard    = "store.shard.get"
 	methodDeleteShard = "store.shard.delete"
 	methodListShards  = "store.shard.list"
+	methodFindShard   = "store.shard.find"
 	methodMerge       = "store.record.merge"
 	methodGetRecord   = "store.record.get"
 	methodRecordKeys  = "store.record.keys"
@@ -47,6 +48,7 @@ func Register(r Registrar, b Backend) {
 	r.Handle(methodGetShard, s.getShard)
 	r.Handle(methodDeleteShard, s.deleteShard)
 	r.Handle(methodListShards, s.listShards)
+	r.Handle(methodFindShard, s.findShard)
 	r.Handle(methodMerge, s.merge)
 	r.Handle(methodGetRecord, s.getRecord)
 	r.Handle(methodRecordKeys, s.recordKeys)
@@ -80,6 +82,24 @@ func (s server) getShard(ctx context.Context, req *dht.Request) ([]byte, error) 
 	}
 	out := make([]byte, 0, 1+32+len(data))
 	out = append(out, statusOK)
+	out = append(out, hash[:]...)
+	return append(out, data...), nil
+}
+
+// findShard request: shard id. Answer: the id found | hash | data.
+func (s server) findShard(ctx context.Context, req *dht.Request) ([]byte, error) {
+	r := reader{b: req.Body}
+	id := r.shardID()
+	if err := r.done(); err != nil {
+		return answer(nil, err), nil
+	}
+	found, data, hash, err := store.FindShard(ctx, s.b, id)
+	if err != nil {
+		return answer(nil, err), nil
+	}
+	out := make([]byte, 0, 1+38+32+len(data))
+	out = append(out, statusOK)
+	out = appendShardID(out, found)
 	out = append(out, hash[:]...)
 	return append(out, data...), nil
 }

@@ -53,6 +53,7 @@ type Objects struct {
 	cfg     ObjectsConfig
 	corrupt atomic.Uint64
 	read    atomic.Uint64
+	misses  atomic.Uint64
 }
 
 // NewObjects returns Objects with cfg's defaults filled in.
@@ -98,11 +99,16 @@ var (
 type Counters struct {
 	CorruptShards uint64 // shards that did not match their manifest hash
 	ShardBytes    uint64 // shard bytes received from peers by gets
+	// ShardMisses counts shard requests answered with another shard of
+	// the segment than the one asked for: the peer at a placement
+	// position did not hold that position's shard (the ring shifted since
+	// the put).
+	ShardMisses uint64
 }
 
 // Counters returns the counters.
 func (o *Objects) Counters() Counters {
-	return Counters{CorruptShards: o.corrupt.Load(), ShardBytes: o.read.Load()}
+	return Counters{CorruptShards: o.corrupt.Load(), ShardBytes: o.read.Load(), ShardMisses: o.misses.Load()}
 }
 
 // PlacementKey is where segment s of the object stored under si is placed:
@@ -440,13 +446,13 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 		s := c.Segment()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		ask := func(peers []dht.Peer, first int) {
+		ask := func(peers []dht.Peer, first int, thorough bool) {
 			var wg sync.WaitGroup
 			for k, p := range peers {
 				wg.Go(func() {
 					cctx, cancelCall := context.WithTimeout(ctx, o.cfg.CallTimeout)
 					defer cancelCall()
-					for i, data := range o.segmentShards(cctx, p, si, s, first+k, m.Scheme.Total) {
+					for i, data := range o.segmentShards(cctx, p, si, s, first+k, m.Scheme.Total, thorough) {
 						o.read.Add(uint64(len(data)))
 						enough, err := c.Offer(i, data)
 						if errors.Is(err, coding.ErrCorruptShard) {
@@ -474,9 +480,9 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 			peers, _, err = o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
 			if err == nil {
 				total := min(m.Scheme.Total, len(peers))
-				ask(peers[:total], 0)
+				ask(peers[:total], 0, attempt > 0)
 				if !c.Enough() && len(peers) > total {
-					ask(peers[total:], total)
+					ask(peers[total:], total, attempt > 0)
 				}
 			}
 			if c.Enough() || attempt == readAttempts-1 {
@@ -495,20 +501,28 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 }
 
 // segmentShards yields the shards of segment s that peer p holds. On a
-// settled ring the peer at position pos holds shard pos, so that is asked
-// for first; when it is not there (the ring has shifted) or pos is a spare
-// position, the peer lists what it holds of the object.
-func (o *Objects) segmentShards(ctx context.Context, p dht.Peer, si coding.StorageIndex, s, pos, total int) func(yield func(int, []byte) bool) {
+// settled ring the peer at position pos holds shard pos and only that, so
+// it is asked for that one, or for another of the segment when it does not
+// hold it (the ring shifted since the put: one round trip, FindShard).
+// Spare positions, and a second pass over a segment still short (thorough),
+// list everything the peer holds of the object: shards may have drifted.
+func (o *Objects) segmentShards(ctx context.Context, p dht.Peer, si coding.StorageIndex, s, pos, total int, thorough bool) func(yield func(int, []byte) bool) {
 	return func(yield func(int, []byte) bool) {
 		b := o.cfg.Dial(p)
+		held := -1 // the shard of the segment p gave, if any
 		if pos < total {
-			data, _, err := b.GetShard(ctx, store.ShardID{Index: si, Segment: uint32(s), Shard: uint16(pos)})
-			if err == nil {
-				if !yield(pos, data) {
-					return
+			id, data, _, err := store.FindShard(ctx, b, store.ShardID{Index: si, Segment: uint32(s), Shard: uint16(pos)})
+			if err != nil { // not reachable, or nothing of the segment
+				if !errors.Is(err, store.ErrNotFound) {
+					o.cfg.Logger.Debug("shard get failed", "segment", s, "shard", pos, "peer", p, "err", err)
 				}
-			} else if !errors.Is(err, store.ErrNotFound) {
-				o.cfg.Logger.Debug("shard get failed", "segment", s, "shard", pos, "peer", p, "err", err)
+				return
+			}
+			held = int(id.Shard)
+			if held != pos {
+				o.misses.Add(1)
+			}
+			if !yield(held, data) || !thorough {
 				return
 			}
 		}
@@ -516,7 +530,7 @@ func (o *Objects) segmentShards(ctx context.Context, p dht.Peer, si coding.Stora
 			if err != nil {
 				return
 			}
-			if int(in.ID.Segment) != s || int(in.ID.Shard) == pos && pos < total {
+			if int(in.ID.Segment) != s || int(in.ID.Shard) == held {
 				continue
 			}
 			data, _, err := b.GetShard(ctx, in.ID)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ func TestShards(t *testing.T, open func(t *testing.T) store.Shards) {
 		{"ListStopEarly", shardListStopEarly},
 		{"ListDeleteWhileListing", shardListDelete},
 		{"CanceledContext", shardCanceled},
+		{"Find", shardFind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -303,4 +305,36 @@ func shardCanceled(t *testing.T, s store.Shards) {
 		t.Fatalf("a canceled listing yielded %d times, want once (its error)", n)
 	}
 	wantShard(t, s, id, data)
+}
+
+// shardFind checks store.FindShard on s: in one call when s is a
+// store.ShardFinder, else by the generic fallback; both must agree.
+func shardFind(t *testing.T, s store.Shards) {
+	a, b, c := []byte("shard two of segment 1"), []byte("shard four of segment 1"), []byte("shard zero of segment 2")
+	putShard(t, s, shardID(3, 1, 4), b)
+	putShard(t, s, shardID(3, 1, 2), a)
+	putShard(t, s, shardID(3, 2, 0), c)
+	putShard(t, s, shardID(4, 0, 0), c) // another object
+	for _, tt := range []struct {
+		ask, want store.ShardID
+		data      []byte
+	}{
+		{shardID(3, 1, 4), shardID(3, 1, 4), b}, // held: that one
+		{shardID(3, 1, 0), shardID(3, 1, 2), a}, // not held: the first of the segment
+		{shardID(3, 1, 3), shardID(3, 1, 2), a},
+		{shardID(3, 2, 5), shardID(3, 2, 0), c},
+	} {
+		got, data, h, err := store.FindShard(t.Context(), s, tt.ask)
+		if err != nil {
+			t.Fatalf("FindShard %s: %v", tt.ask, err)
+		}
+		if got != tt.want || !bytes.Equal(data, tt.data) || h != coding.HashOf(tt.data) {
+			t.Errorf("FindShard %s = %s (%q), want %s (%q)", tt.ask, got, data, tt.want, tt.data)
+		}
+	}
+	for _, id := range []store.ShardID{shardID(3, 0, 0), shardID(3, 3, 1), shardID(5, 1, 2)} {
+		if _, _, _, err := store.FindShard(t.Context(), s, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("FindShard %s (nothing of its segment stored): err = %v, want ErrNotFound", id, err)
+		}
+	}
 }
