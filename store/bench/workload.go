@@ -14,6 +14,7 @@ import (
 
 	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/dht"
+	"github.com/voicering/voicering/store/bench/loopback"
 	"github.com/voicering/voicering/store/ring"
 )
 
@@ -519,7 +520,7 @@ func (b *run) big(ctx context.Context, scheme coding.Scheme) error {
 	}
 	res.Get = p.Took
 	b.log.Info("copying the same bytes over loopback TLS")
-	if res.TLS, err = loopbackTLS(ctx, b.cfg.BigSize); err != nil {
+	if res.TLS, err = loopback.TLS(ctx, b.cfg.BigSize); err != nil {
 		return err
 	}
 	if err := b.client.Objects().Remove(ctx, o.cap); err != nil {

@@ -15,7 +15,7 @@ import (
 // cluster is a ring of storage peers in this process, over mutual TLS on
 // 127.0.0.1, each with its own badger directory.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	tune  func(*Config)
 	peers []*member
 }
@@ -36,11 +36,11 @@ func testConfig(dir, listen string, boot []string) Config {
 	}
 }
 
-func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n, nil) }
+func newCluster(t testing.TB, n int) *cluster { return newClusterWith(t, n, nil) }
 
 // newClusterWith is newCluster with each peer's configuration adjusted by
 // tune.
-func newClusterWith(t *testing.T, n int, tune func(*Config)) *cluster {
+func newClusterWith(t testing.TB, n int, tune func(*Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, tune: tune}
 	base := t.TempDir() // before stopAll, so cleanup stops the peers first
