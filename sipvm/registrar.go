@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -200,6 +201,12 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, sip.StatusForbidden, fmt.Sprintf("Forbidden (this ring serves %s, not %s)", s.cfg.Domain, to.Address.Host))
 		return
 	}
+	if s.regSlots != nil && req.GetHeader("Authorization") != nil {
+		if !s.admit(req, tx) {
+			return
+		}
+		defer func() { <-s.regSlots }()
+	}
 	user, ok := s.authenticate(ctx, req, tx)
 	if !ok {
 		return
@@ -322,6 +329,26 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	s.log.Debug("sip: registered", "aor", aor, "set", len(puts), "removed", len(dels))
 	s.okBindings(req, tx, now_, now)
 }
+
+// admit takes a registration slot, or answers 503 and returns false when
+// MaxRegistrations are in progress. A REGISTER without credentials needs
+// no slot: its 401 costs no ring I/O. The caller gives the slot back.
+func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
+	select {
+	case s.regSlots <- struct{}{}:
+		return true
+	default:
+	}
+	s.shed.Add(1)
+	// Spread the retries: phones told the same delay come back together.
+	s.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable (too many registrations in progress; retry later)",
+		sip.NewHeader("Retry-After", strconv.Itoa(1+rand.IntN(10))))
+	return false
+}
+
+// Shed returns how many REGISTERs this server refused with 503 because
+// MaxRegistrations were in progress.
+func (s *Server) Shed() uint64 { return s.shed.Load() }
 
 // okBindings answers 200 OK listing bs with their remaining lifetimes.
 func (s *Server) okBindings(req *sip.Request, tx sip.ServerTransaction, bs []Binding, now time.Time) {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -70,6 +71,13 @@ type Config struct {
 	// RecordTimeout bounds each ring read or write of a request.
 	// Zero: 3s.
 	RecordTimeout time.Duration
+	// MaxRegistrations is how many authenticated REGISTERs this peer
+	// works on at once. Beyond it a REGISTER is answered 503 at once,
+	// with a random Retry-After of 1–10 s, instead of joining the queue:
+	// under a registration storm (every phone re-registering after an
+	// outage) the peer keeps serving at capacity rather than slowing
+	// every request until all time out. Zero: 128; negative: no limit.
+	MaxRegistrations int
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Logger receives the server's events. Nil: discarded.
@@ -84,7 +92,9 @@ type Server struct {
 	accounts *Accounts
 	nonces   *nonces
 	cache    *cache
-	vm       *voicemail // nil: no voicemail service
+	vm       *voicemail    // nil: no voicemail service
+	regSlots chan struct{} // one per REGISTER in progress; nil: no limit
+	shed     atomic.Uint64 // REGISTERs answered 503 for want of a slot
 
 	advHost string
 	advPort int
@@ -132,6 +142,10 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.NonceTTL, 5*time.Minute)
 	def(&cfg.CacheTTL, 2*time.Second)
 	def(&cfg.RecordTimeout, 3*time.Second)
+	if cfg.MaxRegistrations == 0 {
+		cfg.MaxRegistrations = 128
+	}
+
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("%w: MinExpires %s above MaxExpires %s", ErrConfig, cfg.MinExpires, cfg.MaxExpires)
 	}
@@ -159,6 +173,9 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, log: cfg.Logger, accounts: NewAccounts(cfg.Records),
 		nonces: newNonces(cfg.NonceSecret, cfg.NonceTTL, cfg.Algorithms, cfg.Now),
 		cache:  newCache(cfg.CacheTTL, cfg.Now),
+	}
+	if cfg.MaxRegistrations > 0 {
+		s.regSlots = make(chan struct{}, cfg.MaxRegistrations)
 	}
 	if err := s.listen(); err != nil {
 		return nil, err

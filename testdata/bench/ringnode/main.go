@@ -37,6 +37,7 @@ func main() {
 	sipAddr := flag.String("sip", "127.0.0.1:5060", "SIP address (UDP and TCP)")
 	domain := flag.String("domain", "voicering.local", "SIP domain")
 	prof := flag.String("pprof", "", "serve net/http/pprof at this HOST:PORT (off when empty)")
+	maxReg := flag.Int("max-registrations", 0, "authenticated REGISTERs worked on at once (0: sipvm's default, -1: no limit)")
 	flag.Parse()
 	if *prof != "" {
 		stop, err := serveProfiles(*prof)
@@ -46,7 +47,7 @@ func main() {
 		}
 		defer stop()
 	}
-	if err := run(*data, *listen, *join, *sipAddr, *domain); err != nil {
+	if err := run(*data, *listen, *join, *sipAddr, *domain, *maxReg); err != nil {
 		fmt.Fprintln(os.Stderr, "ringnode:", err)
 		os.Exit(1)
 	}
@@ -75,7 +76,7 @@ func serveProfiles(addr string) (stop func(), err error) {
 	return func() { srv.Close(); <-done }, nil
 }
 
-func run(data, listen, join, sipAddr, domain string) error {
+func run(data, listen, join, sipAddr, domain string, maxReg int) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := peer.Config{Dir: data, Listen: listen, Logger: log}
 	if join != "" {
@@ -83,6 +84,7 @@ func run(data, listen, join, sipAddr, domain string) error {
 	}
 	p, err := ringpeer.New(ringpeer.Config{Peer: cfg, SIP: &sipvm.Config{
 		Listen: sipAddr, Domain: domain, Algorithms: []string{"MD5", "SHA-256"},
+		MaxRegistrations: maxReg,
 	}})
 	if err != nil {
 		return err
