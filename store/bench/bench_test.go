@@ -81,6 +81,8 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if rep.Slow == nil || rep.Slow.Slow.OK != rep.Slow.Slow.Objects {
 		t.Errorf("slow peer: %+v, want every object read back", rep.Slow)
+	} else if rep.Slow.Slow.Objects != 7*slowPasses || rep.Slow.Healthy.Objects != 7*slowPasses {
+		t.Errorf("slow peer: %d fetches slow and %d healthy, want each of the 7 objects %d times in both", rep.Slow.Slow.Objects, rep.Slow.Healthy.Objects, slowPasses)
 	}
 	if rep.Big == nil || rep.Big.Get <= 0 || rep.Big.TLS <= 0 {
 		t.Errorf("large object: %+v, want a get and a TLS copy measured", rep.Big)

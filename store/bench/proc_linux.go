@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -37,4 +38,17 @@ func cpuTime(pid int) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, true
+}
+
+// setSlow switches a peer started with --answer-delay between its delay
+// (on) and answering at once: SIGUSR1 and SIGUSR2 (voicering node).
+func setSlow(n *node, on bool) error {
+	if !n.running() {
+		return fmt.Errorf("%s is not running", n)
+	}
+	sig := syscall.SIGUSR2
+	if on {
+		sig = syscall.SIGUSR1
+	}
+	return n.cmd.Process.Signal(sig)
 }

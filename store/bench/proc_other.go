@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"errors"
 	"syscall"
 	"time"
 )
@@ -14,3 +15,8 @@ func childAttr() *syscall.SysProcAttr { return nil }
 // cpuTime is not known outside Linux: the benchmark does not wait for an
 // idle ring there.
 func cpuTime(int) (time.Duration, bool) { return 0, false }
+
+// setSlow: outside Linux the benchmark does not signal its peers.
+func setSlow(n *node, on bool) error {
+	return errors.New("switching a slow peer needs Linux")
+}

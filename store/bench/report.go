@@ -176,7 +176,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 
 	if s := r.Slow; s != nil {
 		p("\n## One slow peer\n\n")
-		p("One peer (%s) restarted with `--answer-delay %s`: it answers every store call that much later. Reads ask every placement peer and keep the first needed shards, so the slow one should not matter.\n\n", s.Peer, s.Delay)
+		p("One peer (%s) restarted with `--answer-delay %s`: it answers every store call that much later. Reads ask every placement peer and keep the first needed shards, so the slow one should not matter. The peer is switched between slow and healthy (SIGUSR1/SIGUSR2) for %d alternating passes over the workload each, so both rows see the same processes and machine load.\n\n", s.Peer, s.Delay, slowPasses)
 		p("| fetch | success |")
 		for _, c := range s.Healthy.Classes {
 			p(" p50 %s (ms) | p99 %s (ms) |", c.Name(), c.Name())

@@ -99,7 +99,9 @@ func (b *run) putWorkload(ctx context.Context, s *SchemeResult) ([]*object, erro
 func (b *run) pass(objs []*object, lat []time.Duration, errs []error, took time.Duration, shardBytes uint64) Pass {
 	p := Pass{Objects: len(objs), Took: took, ShardBytes: shardBytes}
 	per := make([][]time.Duration, len(b.cfg.Workload))
+	count := make([]int, len(b.cfg.Workload)) // operations per class
 	for i, o := range objs {
+		count[o.class]++
 		if errs[i] != nil {
 			p.Failures.count(errs[i])
 			if len(p.Errors) < 5 {
@@ -116,6 +118,7 @@ func (b *run) pass(objs []*object, lat []time.Duration, errs []error, took time.
 			continue
 		}
 		cr := ClassResult{Class: c, OK: len(per[ci])}
+		cr.Count = count[ci] // an object fetched k times counts k times
 		cr.P50, cr.P99 = percentile(per[ci], 0.50), percentile(per[ci], 0.99)
 		p.Classes = append(p.Classes, cr)
 	}
@@ -148,32 +151,57 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 
 // fetch gets every object, one at a time, checking its bytes.
 func (b *run) fetch(ctx context.Context, objs []*object) (Pass, error) {
-	lat := make([]time.Duration, len(objs))
-	errs := make([]error, len(objs))
+	var f fetched
+	if err := b.fetchInto(ctx, objs, &f); err != nil {
+		return Pass{}, err
+	}
+	return f.pass(b), nil
+}
+
+// fetched gathers the outcome of fetches, possibly several passes.
+type fetched struct {
+	objs       []*object
+	lat        []time.Duration
+	errs       []error
+	took       time.Duration
+	shardBytes uint64
+	moved      uint64
+}
+
+func (f *fetched) pass(b *run) Pass {
+	p := b.pass(f.objs, f.lat, f.errs, f.took, f.shardBytes)
+	p.Moved = f.moved
+	return p
+}
+
+// fetchInto gets every object of objs, one at a time, checks its bytes,
+// and adds the outcome to f.
+func (b *run) fetchInto(ctx context.Context, objs []*object, f *fetched) error {
 	before := b.client.Objects().Counters()
 	start := time.Now()
-	for i, o := range objs {
+	for _, o := range objs {
 		gctx, cancel := context.WithTimeout(ctx, b.cfg.GetTimeout)
 		h := &checker{h: crc32.New(castagnoli)}
 		t := time.Now()
 		err := b.client.Objects().Get(gctx, o.cap, h)
-		lat[i] = time.Since(t)
+		lat := time.Since(t)
 		cancel()
 		if ctx.Err() != nil {
-			return Pass{}, context.Cause(ctx)
+			return context.Cause(ctx)
 		}
 		switch {
 		case err != nil:
-			errs[i] = fmt.Errorf("object %d (%s): %w", o.n, sizeName(o.size), err)
+			err = fmt.Errorf("object %d (%s): %w", o.n, sizeName(o.size), err)
 		case h.n != o.size || h.h.Sum32() != o.crc:
-			errs[i] = fmt.Errorf("object %d (%s): got %d bytes that differ from the %d stored", o.n, sizeName(o.size), h.n, o.size)
+			err = fmt.Errorf("object %d (%s): got %d bytes that differ from the %d stored", o.n, sizeName(o.size), h.n, o.size)
 		}
+		f.objs, f.lat, f.errs = append(f.objs, o), append(f.lat, lat), append(f.errs, err)
 	}
-	took := time.Since(start)
+	f.took += time.Since(start)
 	after := b.client.Objects().Counters()
-	p := b.pass(objs, lat, errs, took, after.ShardBytes-before.ShardBytes)
-	p.Moved = after.ShardMisses - before.ShardMisses
-	return p, nil
+	f.shardBytes += after.ShardBytes - before.ShardBytes
+	f.moved += after.ShardMisses - before.ShardMisses
+	return nil
 }
 
 // checker counts and checksums what a get writes.
@@ -453,19 +481,21 @@ func (b *run) remove(ctx context.Context, objs []*object) error {
 
 // slowPeer fetches everything on a healthy ring, then again with one peer
 // answering every store call SlowDelay late.
+// slowPasses is how many times the slow-peer comparison fetches each
+// object, on the healthy ring and with the slow peer, in alternation.
+const slowPasses = 3
+
+// slowPeer compares fetches with one peer answering SlowDelay late against
+// fetches on the healthy ring. The peer is restarted slow once; then
+// SIGUSR2 and SIGUSR1 switch it between healthy and slow for alternating
+// passes over the workload, so both see the same processes, caches and
+// machine load: p99 over one pass of 200 objects is the second slowest,
+// which one hiccup of a peer on a shared machine would decide.
 func (b *run) slowPeer(ctx context.Context, objs []*object) error {
 	if _, err := b.waitWhole(ctx, objs, "the last round"); err != nil {
 		return err
 	}
 	res := &SlowResult{Delay: b.cfg.SlowDelay}
-	if err := b.quiet(ctx, "the healthy fetch of the slow-peer comparison"); err != nil {
-		return err
-	}
-	b.log.Info("fetching on a healthy ring, for the slow-peer comparison")
-	var err error
-	if res.Healthy, err = b.fetch(ctx, objs); err != nil {
-		return err
-	}
 	n := b.choose(1)[0]
 	res.Peer = n.addr
 	b.cl.kill(n)
@@ -475,19 +505,49 @@ func (b *run) slowPeer(ctx context.Context, objs []*object) error {
 	if _, err := b.waitWhole(ctx, objs, "restarting a peer slowed down"); err != nil {
 		return err
 	}
-	if err := b.quiet(ctx, "the fetch with a slow peer"); err != nil {
+	if err := b.quiet(ctx, "the slow-peer comparison"); err != nil {
 		return err
 	}
-	b.log.Info("fetching with a slow peer", "peer", n.addr, "delay", b.cfg.SlowDelay)
-	if res.Slow, err = b.fetch(ctx, objs); err != nil {
-		return err
+	var healthy, slow fetched
+	for pass := range slowPasses {
+		for _, on := range []bool{false, true} {
+			if err := setSlow(n, on); err != nil {
+				return fmt.Errorf("bench: switching %s's answer delay: %w", n, err)
+			}
+			// The peer handles the signal in microseconds; calls in
+			// flight finish under the old setting.
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+			into := &healthy
+			if on {
+				into = &slow
+			}
+			b.log.Info("fetching for the slow-peer comparison", "pass", pass+1, "of", slowPasses, "slow", on, "peer", n.addr, "delay", b.cfg.SlowDelay)
+			if err := b.fetchInto(ctx, objs, into); err != nil {
+				return err
+			}
+		}
 	}
+	res.Healthy, res.Slow = healthy.pass(b), slow.pass(b)
 	b.cl.kill(n)
 	if err := b.cl.restart(ctx, n, 0); err != nil {
 		return err
 	}
 	b.rep.Slow = res
 	return nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // big puts and gets one BigSize object and copies as many bytes over a

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/voicering/voicering/dht"
@@ -55,7 +56,7 @@ type Config struct {
 	Maintain ring.MaintainConfig
 	// AnswerDelay delays every answer of the peer's store by this much: a
 	// deliberately slow peer, for the benchmark's long-tail case. Zero:
-	// answer at once. Not for production.
+	// answer at once. Not for production. SetAnswerDelay changes it.
 	AnswerDelay time.Duration
 	// Logger receives the peer's events. Nil: discarded.
 	Logger *slog.Logger
@@ -73,9 +74,23 @@ type Peer struct {
 	objects  *ring.Objects
 	maintain *ring.Maintainer
 
+	answerDelay *atomic.Int64 // nil unless Config.AnswerDelay was set
+
 	started   time.Time
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// SetAnswerDelay changes the delay of a peer started with an AnswerDelay
+// (zero answers at once), so that a benchmark can compare a slow and a
+// healthy ring in alternation, in the same processes. It reports false,
+// changing nothing, on a peer started without one.
+func (p *Peer) SetAnswerDelay(d time.Duration) bool {
+	if p.answerDelay == nil {
+		return false
+	}
+	p.answerDelay.Store(int64(d))
+	return true
 }
 
 // New opens the peer's identity and store and builds its node; Run starts
@@ -130,7 +145,9 @@ func New(cfg Config) (*Peer, error) {
 		return nil, fmt.Errorf("peer: %w", err)
 	}
 	if cfg.AnswerDelay > 0 {
-		remote.Register(delayed{p.node, cfg.AnswerDelay}, p.store)
+		p.answerDelay = new(atomic.Int64)
+		p.answerDelay.Store(int64(cfg.AnswerDelay))
+		remote.Register(delayed{p.node, p.answerDelay}, p.store)
 	} else {
 		remote.Register(p.node, p.store)
 	}

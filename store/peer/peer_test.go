@@ -469,3 +469,40 @@ func TestGetAfterRingShifted(t *testing.T) {
 		t.Errorf("Get on the shifted ring found every shard at its own position; want some found by FindShard on another")
 	}
 }
+
+// A peer started with an AnswerDelay can be switched to answer at once
+// and back (the benchmark's slow peer, in alternation with a healthy one).
+func TestSetAnswerDelay(t *testing.T) {
+	const delay = 5 * time.Second
+	c := newClusterWith(t, 2, func(cfg *Config) { cfg.AnswerDelay = delay })
+	ctx := t.Context()
+	slow, asker := c.peers[1].p, c.peers[0].p
+	id := store.ShardID{Segment: 1}
+	data := []byte("a shard on the slow peer")
+	if err := slow.Store().PutShard(ctx, id, coding.HashOf(data), data); err != nil {
+		t.Fatal(err)
+	}
+	get := func() error {
+		cctx, cancel := context.WithTimeout(ctx, delay/2)
+		defer cancel()
+		_, _, err := asker.Dial(slow.Self()).GetShard(cctx, id)
+		return err
+	}
+	if err := get(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetShard from a peer delaying %v, with %v to wait: %v, want the deadline exceeded", delay, delay/2, err)
+	}
+	if !slow.SetAnswerDelay(0) {
+		t.Fatal("SetAnswerDelay on a peer started with a delay reported false")
+	}
+	if err := get(); err != nil {
+		t.Fatalf("GetShard with the delay off: %v", err)
+	}
+	slow.SetAnswerDelay(delay)
+	if err := get(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetShard with the delay on again: %v, want the deadline exceeded", err)
+	}
+	plain := newCluster(t, 1).peers[0].p
+	if plain.SetAnswerDelay(time.Second) {
+		t.Error("SetAnswerDelay on a peer started without a delay reported true")
+	}
+}

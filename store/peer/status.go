@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"time"
 
 	"github.com/voicering/voicering/dht"
@@ -35,17 +36,19 @@ type delayed struct {
 	r interface {
 		Handle(string, dht.Handler)
 	}
-	d time.Duration
+	d *atomic.Int64 // nanoseconds; 0 answers at once
 }
 
 func (dl delayed) Handle(method string, h dht.Handler) {
 	dl.r.Handle(method, func(ctx context.Context, req *dht.Request) ([]byte, error) {
-		t := time.NewTimer(dl.d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if d := time.Duration(dl.d.Load()); d > 0 {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 		return h(ctx, req)
 	})
