@@ -37,8 +37,10 @@
 // For the coding scheme it also measures:
 //
 //   - the long tail: one peer restarted with --answer-delay (200 ms by
-//     default) delays every store answer; everything is fetched again and
-//     its p99 is compared with a healthy fetch just before;
+//     default) delays every store answer; it is switched between slow and
+//     healthy (SIGUSR1, SIGUSR2) for three alternating passes over the
+//     workload each, and the p99 of the slow passes is compared with that
+//     of the healthy ones, all on the same processes;
 //   - throughput of one large object (256 MiB by default) beside the raw
 //     throughput of a TLS 1.3 connection over 127.0.0.1 copying the same
 //     bytes in the same run, the ceiling any loopback transport has;
