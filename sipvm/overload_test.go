@@ -2,7 +2,10 @@ package sipvm
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +33,25 @@ func (g *gatedRecords) Put(ctx context.Context, key store.Key, entries ...store.
 	return g.Records.Put(ctx, key, entries...)
 }
 
+// lockedLog keeps what a logger writes, for a test to read while the
+// server may still write.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // Beyond MaxRegistrations in progress, a REGISTER is refused at once with
 // 503 and a Retry-After, rather than queued; the ones admitted complete.
 func TestRegistrationStormIsShed(t *testing.T) {
@@ -44,7 +66,9 @@ func TestRegistrationStormIsShed(t *testing.T) {
 		}
 	}
 	gated := &gatedRecords{Records: rec, entered: make(chan struct{}, 4), release: make(chan struct{})}
-	s, err := New(Config{Domain: fuzzDomain, Records: gated, Listen: "127.0.0.1:0", Algorithms: []string{"MD5"}, MaxRegistrations: 1, RecordTimeout: 10 * time.Second})
+	var logged lockedLog
+	s, err := New(Config{Domain: fuzzDomain, Records: gated, Listen: "127.0.0.1:0", Algorithms: []string{"MD5"}, MaxRegistrations: 1, RecordTimeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +113,9 @@ func TestRegistrationStormIsShed(t *testing.T) {
 	}
 	if got := s.Shed(); got != 1 {
 		t.Errorf("Shed() = %d, want 1", got)
+	}
+	if !strings.Contains(logged.String(), "registration storm") || !strings.Contains(logged.String(), "refused=1") {
+		t.Errorf("no log line says REGISTERs were refused; the log:\n%s", logged.String())
 	}
 	close(gated.release)
 	if r := <-first; r.err != nil || r.res.StatusCode != sip.StatusOK {

@@ -339,11 +339,25 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 		return true
 	default:
 	}
-	s.shed.Add(1)
+	n := s.shed.Add(1)
+	s.logShed(n)
 	// Spread the retries: phones told the same delay come back together.
 	s.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable (too many registrations in progress; retry later)",
 		sip.NewHeader("Retry-After", strconv.Itoa(1+rand.IntN(10))))
 	return false
+}
+
+// logShed says, at most every 10 s, how many REGISTERs were refused since
+// it last did: an operator sees a storm without a line per request.
+func (s *Server) logShed(total uint64) {
+	now := s.cfg.Now().UnixNano()
+	last := s.shedLogged.Load()
+	if now-last < int64(10*time.Second) || !s.shedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	since := total - s.shedAtLog.Swap(total)
+	s.log.Warn("sip: registration storm: REGISTERs answered 503 (raise --max-registrations, or add SIP peers)",
+		"refused", since, "limit", s.cfg.MaxRegistrations)
 }
 
 // Shed returns how many REGISTERs this server refused with 503 because

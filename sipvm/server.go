@@ -95,6 +95,10 @@ type Server struct {
 	vm       *voicemail    // nil: no voicemail service
 	regSlots chan struct{} // one per REGISTER in progress; nil: no limit
 	shed     atomic.Uint64 // REGISTERs answered 503 for want of a slot
+	// shedLogged is when logShed last logged (Unix ns); shedAtLog the
+	// count then.
+	shedLogged atomic.Int64
+	shedAtLog  atomic.Uint64
 
 	advHost string
 	advPort int
