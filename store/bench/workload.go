@@ -516,8 +516,10 @@ func (b *run) slowPeer(ctx context.Context, objs []*object) error {
 			}
 			// The peer handles the signal in microseconds; calls in
 			// flight finish under the old setting.
-			if err := sleep(ctx, 200*time.Millisecond); err != nil {
-				return err
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return context.Cause(ctx)
 			}
 			into := &healthy
 			if on {
@@ -536,18 +538,6 @@ func (b *run) slowPeer(ctx context.Context, objs []*object) error {
 	}
 	b.rep.Slow = res
 	return nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 // big puts and gets one BigSize object and copies as many bytes over a

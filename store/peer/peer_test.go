@@ -119,34 +119,7 @@ func TestObjectSurvivesPeerLoss(t *testing.T) {
 	c := newCluster(t, 8)
 	ctx := t.Context()
 	data := randomBytes(9, 480_000)
-	cp, m, err := c.peers[0].p.Objects().Put(ctx, bytes.NewReader(data), coding.Params{Scheme: coding.Scheme{Needed: 4, Total: 6}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Placement peers to kill: those not replicas of the manifest, so
-	// what is lost is shards, not the manifest's majority.
-	place, _, err := c.peers[0].p.Node().Lookup(ctx, ring.PlacementKey(cp.StorageIndex(), 0), m.Scheme.Total)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var victims []int
-	for _, p := range place {
-		if slices.ContainsFunc(replicas, func(r dht.Peer) bool { return r.ID == p.ID }) {
-			continue
-		}
-		for i, mb := range c.peers {
-			if mb.p.Self().ID == p.ID {
-				victims = append(victims, i)
-			}
-		}
-	}
-	if len(victims) < m.Scheme.Parity()+1 {
-		t.Fatalf("only %d placement peers outside the manifest's replicas; the test needs %d", len(victims), m.Scheme.Parity()+1)
-	}
+	cp, m, victims := putVictims(t, c, data, 3) // 4-of-6: two to lose, one more to fail
 	for _, i := range victims[:m.Scheme.Parity()] {
 		c.kill(i)
 	}
@@ -161,7 +134,7 @@ func TestObjectSurvivesPeerLoss(t *testing.T) {
 	// One more loss is one too many: a clean error that says so.
 	c.kill(victims[m.Scheme.Parity()])
 	reader = c.live()[0]
-	err = reader.Objects().Get(ctx, cp, io.Discard)
+	err := reader.Objects().Get(ctx, cp, io.Discard)
 	var se *coding.ShardError
 	if !errors.As(err, &se) || se.Good != m.Scheme.Needed-1 || se.Needed != m.Scheme.Needed {
 		t.Fatalf("Get with %d placement peers dead: %v; want a ShardError with %d of %d good shards", m.Scheme.Parity()+1, err, m.Scheme.Needed-1, m.Scheme.Needed)
@@ -427,31 +400,11 @@ func TestGetAfterRingShifted(t *testing.T) {
 	})
 	ctx := t.Context()
 	data := randomBytes(23, 480_000)
-	cp, m, err := c.peers[0].p.Objects().Put(ctx, bytes.NewReader(data), coding.Params{Scheme: coding.Scheme{Needed: 4, Total: 6}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	place, _, err := c.peers[0].p.Node().Lookup(ctx, ring.PlacementKey(cp.StorageIndex(), 0), m.Scheme.Total)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The first Parity placement peers outside the manifest's replicas:
 	// the first of them is at position Total−2 at the latest, so at least
 	// the last placement peer moves up a position.
-	var victims []int
-	for _, p := range place {
-		if len(victims) == m.Scheme.Parity() || slices.ContainsFunc(replicas, func(r dht.Peer) bool { return r.ID == p.ID }) {
-			continue
-		}
-		victims = append(victims, slices.IndexFunc(c.peers, func(mb *member) bool { return mb.p != nil && mb.p.Self().ID == p.ID }))
-	}
-	if len(victims) < m.Scheme.Parity() {
-		t.Fatalf("only %d placement peers outside the manifest's replicas; the test needs %d", len(victims), m.Scheme.Parity())
-	}
+	cp, m, victims := putVictims(t, c, data, 2)
+	victims = victims[:m.Scheme.Parity()]
 	for _, i := range victims {
 		c.kill(i)
 	}
@@ -505,4 +458,35 @@ func TestSetAnswerDelay(t *testing.T) {
 	if plain.SetAnswerDelay(time.Second) {
 		t.Error("SetAnswerDelay on a peer started without a delay reported true")
 	}
+}
+
+// putVictims puts data coded 4-of-6 through peer 0 and returns its cap,
+// manifest, and the peers (indexes into c.peers) holding segment 0's
+// shards but none of the manifest's replicas, in placement order, at least
+// want of them: killing those loses shards, not the manifest.
+func putVictims(t *testing.T, c *cluster, data []byte, want int) (coding.Cap, *coding.Manifest, []int) {
+	t.Helper()
+	ctx := t.Context()
+	cp, m, err := c.peers[0].p.Objects().Put(ctx, bytes.NewReader(data), coding.Params{Scheme: coding.Scheme{Needed: 4, Total: 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	place, _, err := c.peers[0].p.Node().Lookup(ctx, ring.PlacementKey(cp.StorageIndex(), 0), m.Scheme.Total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, err := c.peers[0].p.Records().Replicas(ctx, store.Key(cp.StorageIndex()), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victims []int
+	for _, p := range place {
+		if !slices.ContainsFunc(replicas, func(r dht.Peer) bool { return r.ID == p.ID }) {
+			victims = append(victims, slices.IndexFunc(c.peers, func(mb *member) bool { return mb.p != nil && mb.p.Self().ID == p.ID }))
+		}
+	}
+	if len(victims) < want {
+		t.Fatalf("only %d placement peers outside the manifest's replicas; the test needs %d", len(victims), want)
+	}
+	return cp, m, victims
 }
