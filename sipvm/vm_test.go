@@ -150,6 +150,17 @@ func (mc *mediaCall) samples() int {
 // call invites sip:callee@domain through server with an offer of fmts;
 // auth answers a digest challenge. It returns the final status and, on
 // 200, the call with its RTP running.
+// waitHeard waits until the call has heard at least n samples.
+func (mc *mediaCall) waitHeard(t *testing.T, what string, n int) {
+	t.Helper()
+	waitFor(t, what, 20*time.Second, func() error {
+		if got := mc.samples(); got < n {
+			return fmt.Errorf("heard %d samples of %d", got, n)
+		}
+		return nil
+	})
+}
+
 func (ph *vmPhone) call(server, callee, fmts, password string) (int, *mediaCall) {
 	ph.t.Helper()
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -265,12 +276,7 @@ func TestVoicemail(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("got %d, want 200 from voicemail", code)
 		}
-		waitFor(t, "the greeting and beep", 20*time.Second, func() error {
-			if got := mc.samples(); got < prompt {
-				return fmt.Errorf("heard %d samples of %d", got, prompt)
-			}
-			return nil
-		})
+		mc.waitHeard(t, "the greeting and beep", prompt)
 		if got := indexOf(mc.heard, g711(greeting[:1600])); got < 0 {
 			t.Errorf("bob did not hear the greeting")
 		}
@@ -333,12 +339,7 @@ func TestVoicemail(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("got %d, want 200", code)
 		}
-		waitFor(t, "the greeting and beep", 20*time.Second, func() error {
-			if got := mc.samples(); got < prompt {
-				return fmt.Errorf("heard %d samples of %d", got, prompt)
-			}
-			return nil
-		})
+		mc.waitHeard(t, "the greeting and beep", prompt)
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go mc.rtp.Play(pctx, speech)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 
 	"github.com/voicering/voicering/coding"
 )
@@ -32,11 +33,19 @@ func FindShard(ctx context.Context, s Shards, id ShardID) (ShardID, []byte, codi
 // FindShardSlowly is FindShard by GetShard and ListShards, for a store
 // that cannot find a shard in one call (or a peer too old to).
 func FindShardSlowly(ctx context.Context, s Shards, id ShardID) (ShardID, []byte, coding.Hash, error) {
+	return FindShardIn(ctx, s, id, s.ListShards(ctx, id.Index))
+}
+
+// FindShardIn is FindShard on a store s whose listing of id's storage
+// index (or of just its segment) is listed: shard id when s holds it, else
+// the first listed shard of id's segment that s can still read. A store
+// implements ShardFinder with it by passing its narrowest listing.
+func FindShardIn(ctx context.Context, s ShardGetter, id ShardID, listed iter.Seq2[ShardInfo, error]) (ShardID, []byte, coding.Hash, error) {
 	data, hash, err := s.GetShard(ctx, id)
 	if !errors.Is(err, ErrNotFound) {
 		return id, data, hash, err
 	}
-	for in, err := range s.ListShards(ctx, id.Index) {
+	for in, err := range listed {
 		if err != nil {
 			return ShardID{}, nil, coding.Hash{}, err
 		}

@@ -200,7 +200,7 @@ func (b *run) fetchInto(ctx context.Context, objs []*object, f *fetched) error {
 	f.took += time.Since(start)
 	after := b.client.Objects().Counters()
 	f.shardBytes += after.ShardBytes - before.ShardBytes
-	f.moved += after.ShardMisses - before.ShardMisses
+	f.moved += after.ShardsMoved - before.ShardsMoved
 	return nil
 }
 
@@ -479,8 +479,6 @@ func (b *run) remove(ctx context.Context, objs []*object) error {
 	return nil
 }
 
-// slowPeer fetches everything on a healthy ring, then again with one peer
-// answering every store call SlowDelay late.
 // slowPasses is how many times the slow-peer comparison fetches each
 // object, on the healthy ring and with the slow peer, in alternation.
 const slowPasses = 3

@@ -157,22 +157,8 @@ func (s *Store) ListShards(ctx context.Context, index coding.StorageIndex) iter.
 // FindShard implements store.ShardFinder: shard id, or the first stored
 // shard of its segment, found by one seek.
 func (s *Store) FindShard(ctx context.Context, id store.ShardID) (store.ShardID, []byte, coding.Hash, error) {
-	data, hash, err := s.GetShard(ctx, id)
-	if !errors.Is(err, store.ErrNotFound) {
-		return id, data, hash, err
-	}
 	prefix := shardMetaKey(id)[:shardKeyLen-2] // meta prefix, index, segment
-	for in, err := range s.listShards(ctx, prefix, "find a shard of "+id.String()) {
-		if err != nil {
-			return store.ShardID{}, nil, coding.Hash{}, err
-		}
-		data, hash, err := s.GetShard(ctx, in.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted since the listing
-		}
-		return in.ID, data, hash, err
-	}
-	return store.ShardID{}, nil, coding.Hash{}, fmt.Errorf("store: find a shard of segment %d of %s: %w", id.Segment, id.Index, store.ErrNotFound)
+	return store.FindShardIn(ctx, s, id, s.listShards(ctx, prefix, "find a shard of "+id.String()))
 }
 
 // ListAllShards implements store.ShardLister.

@@ -392,7 +392,7 @@ func TestGracefulLeaveHandsOver(t *testing.T) {
 
 // Once the ring has noticed dead placement peers, the live ones sit at
 // other positions than the shards they hold: a get still reads each shard
-// with one request (store.ShardFinder), which the misses counter shows.
+// with one request (store.ShardFinder), which Counters().ShardsMoved shows.
 func TestGetAfterRingShifted(t *testing.T) {
 	// Repair held off, so the shards stay where the put left them.
 	c := newClusterWith(t, 9, func(cfg *Config) {
@@ -410,7 +410,7 @@ func TestGetAfterRingShifted(t *testing.T) {
 	}
 	c.waitConverged()
 	reader := c.live()[0]
-	before := reader.Objects().Counters().ShardMisses
+	before := reader.Objects().Counters().ShardsMoved
 	var out bytes.Buffer
 	if err := reader.Objects().Get(ctx, cp, &out); err != nil {
 		t.Fatalf("Get on the shifted ring: %v", err)
@@ -418,7 +418,7 @@ func TestGetAfterRingShifted(t *testing.T) {
 	if !bytes.Equal(out.Bytes(), data) {
 		t.Fatal("Get on the shifted ring: wrong bytes")
 	}
-	if moved := reader.Objects().Counters().ShardMisses - before; moved == 0 {
+	if moved := reader.Objects().Counters().ShardsMoved - before; moved == 0 {
 		t.Errorf("Get on the shifted ring found every shard at its own position; want some found by FindShard on another")
 	}
 }

@@ -53,7 +53,7 @@ type Objects struct {
 	cfg     ObjectsConfig
 	corrupt atomic.Uint64
 	read    atomic.Uint64
-	misses  atomic.Uint64
+	moved   atomic.Uint64
 }
 
 // NewObjects returns Objects with cfg's defaults filled in.
@@ -99,16 +99,15 @@ var (
 type Counters struct {
 	CorruptShards uint64 // shards that did not match their manifest hash
 	ShardBytes    uint64 // shard bytes received from peers by gets
-	// ShardMisses counts shard requests answered with another shard of
-	// the segment than the one asked for: the peer at a placement
-	// position did not hold that position's shard (the ring shifted since
-	// the put).
-	ShardMisses uint64
+	// ShardsMoved counts shards a get found on another placement peer
+	// than the one their index names: the peer asked for shard i held
+	// another of the segment (the ring shifted since the put).
+	ShardsMoved uint64
 }
 
 // Counters returns the counters.
 func (o *Objects) Counters() Counters {
-	return Counters{CorruptShards: o.corrupt.Load(), ShardBytes: o.read.Load(), ShardMisses: o.misses.Load()}
+	return Counters{CorruptShards: o.corrupt.Load(), ShardBytes: o.read.Load(), ShardsMoved: o.moved.Load()}
 }
 
 // PlacementKey is where segment s of the object stored under si is placed:
@@ -520,7 +519,7 @@ func (o *Objects) segmentShards(ctx context.Context, p dht.Peer, si coding.Stora
 			}
 			held = int(id.Shard)
 			if held != pos {
-				o.misses.Add(1)
+				o.moved.Add(1)
 			}
 			if !yield(held, data) || !thorough {
 				return
