@@ -33,12 +33,19 @@ func sippDir(t *testing.T) string {
 	return d
 }
 
-// runSipp runs sipp with args and fails with its output if it fails.
+// runSipp runs sipp with args in a fresh directory, giving up after 20 s,
+// and fails with its output if it fails.
 func runSipp(t *testing.T, ctx context.Context, args ...string) {
 	t.Helper()
-	args = append([]string{"-i", "127.0.0.1", "-p", strconv.Itoa(freeUDPPort(t)), "-nostdin", "-timeout", "20s", "-timeout_error", "-max_recv_loops", "1000"}, args...)
-	dir := t.TempDir()
-	errFile := filepath.Join(dir, "errors.log")
+	runSippIn(t, ctx, t.TempDir(), 20*time.Second, args...)
+}
+
+// runSippIn runs sipp in dir (where a scenario's rtp_stream files are),
+// giving up after timeout, and fails with its output if it fails.
+func runSippIn(t *testing.T, ctx context.Context, dir string, timeout time.Duration, args ...string) {
+	t.Helper()
+	args = append([]string{"-i", "127.0.0.1", "-p", strconv.Itoa(freeUDPPort(t)), "-nostdin", "-timeout", strconv.Itoa(int(timeout/time.Second)) + "s", "-timeout_error", "-max_recv_loops", "1000"}, args...)
+	errFile := filepath.Join(t.TempDir(), "errors.log")
 	args = append(args, "-trace_err", "-error_file", errFile)
 	cmd := exec.CommandContext(ctx, sippPath(t), args...)
 	cmd.Dir = dir
