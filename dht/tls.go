@@ -53,11 +53,16 @@ type TLSConfig struct {
 	MaxMessage int
 	// Logger receives transport errors worth knowing. Nil: discarded.
 	Logger *slog.Logger
+
+	// http2Only makes the transport speak and serve HTTP/2 only, as
+	// peers did before the framed protocol: for version-skew tests.
+	http2Only bool
 }
 
-// TLSTransport carries calls between peers over HTTP/2 on mutually
-// authenticated TLS 1.3. One connection per peer pair multiplexes every
-// concurrent call.
+// TLSTransport carries calls between peers on mutually authenticated TLS
+// 1.3. One connection per peer pair multiplexes every concurrent call: in
+// the framed protocol (frame.go) when both peers speak it, which TLS ALPN
+// settles, else in HTTP/2, which every version of voicering speaks.
 type TLSTransport struct {
 	cfg  TLSConfig
 	self Peer
@@ -67,11 +72,14 @@ type TLSTransport struct {
 	met  Meter
 
 	mu       sync.Mutex
-	clients  map[Peer]*http.Client
-	versions map[string]int // address → version negotiated with it
+	clients  map[Peer]*http.Client // HTTP/2, for peers that speak only it
+	fconns   map[Peer]*fslot       // framed connections
+	h2only   map[string]time.Time  // address → until when it is called over HTTP/2
+	versions map[string]int        // address → version negotiated with it
 	admitted map[[32]byte]verdict
 	serving  bool
 	closed   bool
+	wg       sync.WaitGroup // framed connections' readers
 }
 
 var _ Transport = (*TLSTransport)(nil)
@@ -112,6 +120,8 @@ func NewTLSTransport(cfg TLSConfig) (*TLSTransport, error) {
 		cert:     cert,
 		log:      log,
 		clients:  make(map[Peer]*http.Client),
+		fconns:   make(map[Peer]*fslot),
+		h2only:   make(map[string]time.Time),
 		versions: make(map[string]int),
 		admitted: make(map[[32]byte]verdict),
 	}
@@ -140,10 +150,14 @@ func (t *TLSTransport) Meter() *Meter { return &t.met }
 func (t *TLSTransport) Versions() []int { return slices.Clone(t.cfg.Versions) }
 
 func (t *TLSTransport) tlsConfig() *tls.Config {
+	protos := []string{alpnFramed, alpnH2}
+	if t.cfg.http2Only {
+		protos = []string{alpnH2}
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{t.cert},
-		NextProtos:   []string{"h2"},
+		NextProtos:   protos,
 	}
 }
 
@@ -178,17 +192,55 @@ func (t *TLSTransport) Serve(ctx context.Context, d Dispatcher) error {
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP2(true)
-	srv.TLSConfig = conf
+	srv.TLSConfig = conf.Clone() // the HTTP/2 set-up edits its own copy
+	// The listener's connections are handshaken here and go to the framed
+	// protocol or, for callers that offered only h2, to the HTTP/2 server.
+	h2 := newHandoff(t.ln.Addr())
+	var wg sync.WaitGroup
+	wg.Go(func() { srv.Serve(h2) })
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tl := tls.NewListener(t.ln, conf)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(t.ln, conf)) }()
+	wg.Go(func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				errc <- err
+				return
+			}
+			wg.Go(func() { t.route(sctx, c.(*tls.Conn), h2, d) })
+		}
+	})
+	var err error
 	select {
 	case <-ctx.Done():
-		srv.Close()
-		<-errc
-		return nil
-	case err := <-errc:
-		return fmt.Errorf("dht: serve %s: %w", t.self.Addr, err)
+	case err = <-errc:
+		err = fmt.Errorf("dht: serve %s: %w", t.self.Addr, err)
 	}
+	cancel()
+	t.ln.Close()
+	h2.Close()
+	srv.Close()
+	wg.Wait()
+	return err
+}
+
+// route handshakes an accepted connection and serves it in the protocol
+// the caller chose.
+func (t *TLSTransport) route(ctx context.Context, c *tls.Conn, h2 *handoff, d Dispatcher) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.HandshakeContext(ctx); err != nil {
+		t.log.Debug("handshake failed", "from", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	if c.ConnectionState().NegotiatedProtocol == alpnFramed {
+		t.serveFramed(ctx, c, d)
+		return
+	}
+	h2.push(c)
 }
 
 func (t *TLSTransport) serveHTTP(w http.ResponseWriter, r *http.Request, d Dispatcher) {
@@ -273,6 +325,25 @@ func joinInts(vs []int) string {
 	return strings.Join(s, ",")
 }
 
+// clientTLS is the TLS configuration for calling peer to, whose check
+// insists on to.ID (unless zero).
+func (t *TLSTransport) clientTLS(to Peer) *tls.Config {
+	conf := t.tlsConfig()
+	conf.InsecureSkipVerify = true // verifyPeer below does the checking that matters
+	ca := t.cfg.CA
+	conf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		id, err := verifyPeer(raw, ca)
+		if err != nil {
+			return err
+		}
+		if !to.ID.IsZero() && id != to.ID {
+			return fmt.Errorf("%w: %s answered as node %s", ErrPeerID, to, id.Short())
+		}
+		return nil
+	}
+	return conf
+}
+
 // client returns the HTTP client for peer to, whose TLS check insists on
 // to.ID (unless zero).
 func (t *TLSTransport) client(to Peer) (*http.Client, error) {
@@ -291,19 +362,8 @@ func (t *TLSTransport) client(to Peer) (*http.Client, error) {
 			break
 		}
 	}
-	conf := t.tlsConfig()
-	conf.InsecureSkipVerify = true // verifyPeer below does the checking that matters
-	ca := t.cfg.CA
-	conf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		id, err := verifyPeer(raw, ca)
-		if err != nil {
-			return err
-		}
-		if !to.ID.IsZero() && id != to.ID {
-			return fmt.Errorf("%w: %s answered as node %s", ErrPeerID, to, id.Short())
-		}
-		return nil
-	}
+	conf := t.clientTLS(to)
+	conf.NextProtos = []string{alpnH2}
 	tr := &http.Transport{
 		TLSClientConfig:        conf,
 		ForceAttemptHTTP2:      true,
@@ -326,9 +386,19 @@ func (t *TLSTransport) Call(ctx context.Context, to Peer, method string, body []
 	if len(body) > t.cfg.MaxMessage {
 		return nil, fmt.Errorf("dht: call %s on %s: %w: request of %d bytes", method, to, ErrTooLarge, len(body))
 	}
-	c, err := t.client(to)
-	if err != nil {
-		return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, err)
+	var fc *fconn
+	if !t.cfg.http2Only {
+		var err error
+		if fc, err = t.framedConn(ctx, to); err != nil {
+			return nil, dialError(ctx, method, to, err)
+		}
+	}
+	var c *http.Client
+	if fc == nil {
+		var err error
+		if c, err = t.client(to); err != nil {
+			return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, err)
+		}
 	}
 	t.mu.Lock()
 	v, ok := t.versions[to.Addr]
@@ -337,7 +407,13 @@ func (t *TLSTransport) Call(ctx context.Context, to Peer, method string, body []
 		v = t.cfg.Versions[0]
 	}
 	for attempt := 0; ; attempt++ {
-		resp, err := t.do(ctx, c, to, method, body, v)
+		var resp []byte
+		var err error
+		if fc != nil {
+			resp, err = t.callFramed(ctx, fc, to, method, body, v)
+		} else {
+			resp, err = t.do(ctx, c, to, method, body, v)
+		}
 		var re *RemoteError
 		if attempt == 0 && errors.As(err, &re) && re.Status == statusVersion {
 			if nv := newestCommon(t.cfg.Versions, re.Message); nv > 0 && nv != v {
@@ -374,16 +450,7 @@ func (t *TLSTransport) do(ctx context.Context, c *http.Client, to Peer, method s
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := c.Do(req)
 	if err != nil {
-		var op *net.OpError
-		switch {
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, ctx.Err())
-		case errors.Is(err, ErrPeerID), errors.Is(err, ErrNotAdmitted):
-			return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, unwrapURL(err))
-		case errors.As(err, &op) && op.Op == "remote error":
-			return nil, fmt.Errorf("dht: call %s on %s: %w: the peer refused the handshake (%v)", method, to, ErrNotAdmitted, op.Err)
-		}
-		return nil, fmt.Errorf("dht: call %s on %s: %w: %v", method, to, ErrUnreachable, unwrapURL(err))
+		return nil, dialError(ctx, method, to, err)
 	}
 	defer resp.Body.Close()
 	from := to.ID
@@ -416,6 +483,22 @@ func (t *TLSTransport) do(ctx context.Context, c *http.Client, to Peer, method s
 	return rb, nil
 }
 
+// dialError is the error of a call whose request could not be sent.
+func dialError(ctx context.Context, method string, to Peer, err error) error {
+	var op *net.OpError
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("dht: call %s on %s: %w", method, to, ctx.Err())
+	case errors.Is(err, ErrClosed):
+		return fmt.Errorf("dht: call %s on %s: %w", method, to, err)
+	case errors.Is(err, ErrPeerID), errors.Is(err, ErrNotAdmitted):
+		return fmt.Errorf("dht: call %s on %s: %w", method, to, unwrapURL(err))
+	case errors.As(err, &op) && op.Op == "remote error":
+		return fmt.Errorf("dht: call %s on %s: %w: the peer refused the handshake (%v)", method, to, ErrNotAdmitted, op.Err)
+	}
+	return fmt.Errorf("dht: call %s on %s: %w: %v", method, to, ErrUnreachable, unwrapURL(err))
+}
+
 // unwrapURL drops net/http's url.Error wrapper, whose message repeats
 // the URL we already name.
 func unwrapURL(err error) error {
@@ -426,12 +509,13 @@ func unwrapURL(err error) error {
 	return err
 }
 
-// Close stops listening (if Serve was never called) and drops idle
-// connections; later calls fail with ErrClosed.
+// Close stops listening (if Serve was never called), closes framed
+// connections (their calls fail) and drops idle HTTP/2 ones; later calls
+// fail with ErrClosed.
 func (t *TLSTransport) Close() error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed {
+		t.mu.Unlock()
 		return nil
 	}
 	t.closed = true
@@ -439,8 +523,12 @@ func (t *TLSTransport) Close() error {
 		c.CloseIdleConnections()
 		delete(t.clients, p)
 	}
+	t.closeFramedLocked()
+	var err error
 	if t.ln != nil && !t.serving {
-		return t.ln.Close()
+		err = t.ln.Close()
 	}
-	return nil
+	t.mu.Unlock()
+	t.wg.Wait()
+	return err
 }

@@ -23,7 +23,7 @@ type served struct {
 	calls atomic.Int64
 }
 
-func serveTLS(t *testing.T, cfg TLSConfig) *served {
+func serveTLS(t testing.TB, cfg TLSConfig) *served {
 	t.Helper()
 	if cfg.Identity == nil {
 		cfg.Identity, _ = NewIdentity(nil)
@@ -54,7 +54,7 @@ func serveTLS(t *testing.T, cfg TLSConfig) *served {
 	return s
 }
 
-func clientTLS(t *testing.T, cfg TLSConfig) *TLSTransport {
+func clientTLS(t testing.TB, cfg TLSConfig) *TLSTransport {
 	t.Helper()
 	if cfg.Identity == nil {
 		cfg.Identity, _ = NewIdentity(nil)
