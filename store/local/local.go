@@ -128,6 +128,9 @@ type Store struct {
 	softExpiry time.Duration
 	syncer     *syncer
 
+	// Record merges waiting for a transaction, by durability class.
+	softMerges, durableMerges *store.Coalescer
+
 	// mu is held shared by every operation and exclusively by Close, so
 	// Close waits for operations in flight and none starts after it.
 	mu     sync.RWMutex
@@ -135,8 +138,9 @@ type Store struct {
 }
 
 var (
-	_ store.Shards  = (*Store)(nil)
-	_ store.Records = (*Store)(nil)
+	_ store.Shards      = (*Store)(nil)
+	_ store.Records     = (*Store)(nil)
+	_ store.BatchMerger = (*Store)(nil)
 )
 
 // Open opens the store in dir, creating the directory and an empty store if
@@ -164,6 +168,10 @@ func open(dir string, cfg Config, tune func(dir string, cfg Config, log badger.L
 	if s.softExpiry == 0 {
 		s.softExpiry = defaultSoftExpiry
 	}
+	// One transaction of each class at a time: the merges that arrive
+	// meanwhile make up the next, which shares its commit (and fsync).
+	s.softMerges = store.NewCoalescer(1, s.MergeRecords)
+	s.durableMerges = store.NewCoalescer(1, s.MergeRecords)
 
 	db, err := badger.Open(tune(dir, cfg, badgerLogger{log}))
 	if err != nil {

@@ -16,19 +16,87 @@ import (
 
 // MergeRecord implements store.RecordMerger. Entries are written with a
 // badger TTL from their Expires, so badger drops them once expired.
+// Concurrent merges share transactions (store.Coalescer): soft-state
+// merges with each other, durable ones with each other and one fsync.
 func (s *Store) MergeRecord(ctx context.Context, key store.Key, entries []store.Entry) (int, error) {
-	n, err := s.mergeRecord(ctx, key, entries)
+	batch, err := collapse(entries)
 	if err != nil {
 		return 0, fmt.Errorf("store: merge record %s: %w", key, err)
 	}
-	return n, nil
+	co := s.softMerges
+	if recordDurability(batch, time.Now(), s.softExpiry) == synced {
+		co = s.durableMerges
+	}
+	return co.MergeRecord(ctx, key, batch)
 }
 
-func (s *Store) mergeRecord(ctx context.Context, key store.Key, entries []store.Entry) (int, error) {
-	batch, err := collapse(entries)
-	if err != nil {
-		return 0, err
+// MergeRecords implements store.BatchMerger: the valid merges of ms are
+// written in one transaction, synced if any of them must be.
+func (s *Store) MergeRecords(ctx context.Context, ms []store.RecordMerge) []store.MergeResult {
+	rs := make([]store.MergeResult, len(ms))
+	batches := make([][]store.Entry, len(ms))
+	d, valid := unsynced, 0
+	now := time.Now()
+	for i, m := range ms {
+		b, err := collapse(m.Entries)
+		if err != nil {
+			rs[i].Err = fmt.Errorf("store: merge record %s: %w", m.Key, err)
+			continue
+		}
+		batches[i] = b
+		valid++
+		if recordDurability(b, now, s.softExpiry) == synced {
+			d = synced
+		}
 	}
+	if valid == 0 {
+		return rs
+	}
+	fail := func(err error) []store.MergeResult {
+		for i := range rs {
+			if batches[i] != nil {
+				rs[i] = store.MergeResult{Err: fmt.Errorf("store: merge record %s: %w", ms[i].Key, err)}
+			}
+		}
+		return rs
+	}
+	end, err := s.begin(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer end()
+	err = s.update(ctx, d, func(txn *badger.Txn) error {
+		for i, b := range batches {
+			if b == nil {
+				continue
+			}
+			n, err := mergeIn(txn, ms[i].Key, b)
+			if err != nil {
+				return err
+			}
+			rs[i].Written = n
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrTxnTooBig) && valid > 1 { // one transaction each, then
+		for i, b := range batches {
+			if b != nil {
+				rs[i].Written, rs[i].Err = s.mergeRecord(ctx, ms[i].Key, b)
+				if rs[i].Err != nil {
+					rs[i].Err = fmt.Errorf("store: merge record %s: %w", ms[i].Key, rs[i].Err)
+				}
+			}
+		}
+		return rs
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return rs
+}
+
+// mergeRecord merges a collapsed batch in a transaction of its own.
+func (s *Store) mergeRecord(ctx context.Context, key store.Key, batch []store.Entry) (int, error) {
 	end, err := s.begin(ctx)
 	if err != nil {
 		return 0, err
@@ -36,36 +104,44 @@ func (s *Store) mergeRecord(ctx context.Context, key store.Key, entries []store.
 	defer end()
 	var written int
 	err = s.update(ctx, recordDurability(batch, time.Now(), s.softExpiry), func(txn *badger.Txn) error {
-		written = 0
-		for _, e := range batch {
-			k := entryKey(key, e.Name)
-			item, err := txn.Get(k)
-			switch {
-			case errors.Is(err, badger.ErrKeyNotFound):
-			case err != nil:
-				return err
-			default:
-				var stored store.Entry
-				if err := item.Value(func(v []byte) error {
-					stored, err = decodeEntry(e.Name, v)
-					return err
-				}); err != nil {
-					return err
-				}
-				if store.Compare(e, stored) <= 0 {
-					continue
-				}
-			}
-			be := badger.NewEntry(k, encodeEntry(e))
-			be.ExpiresAt = ttl(e.Expires)
-			if err := txn.SetEntry(be); err != nil {
-				return err
-			}
-			written++
-		}
-		return nil
+		var err error
+		written, err = mergeIn(txn, key, batch)
+		return err
 	})
 	return written, err
+}
+
+// mergeIn merges a collapsed batch into record key within txn and returns
+// how many entries it wrote.
+func mergeIn(txn *badger.Txn, key store.Key, batch []store.Entry) (int, error) {
+	written := 0
+	for _, e := range batch {
+		k := entryKey(key, e.Name)
+		item, err := txn.Get(k)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			var stored store.Entry
+			if err := item.Value(func(v []byte) error {
+				stored, err = decodeEntry(e.Name, v)
+				return err
+			}); err != nil {
+				return 0, err
+			}
+			if store.Compare(e, stored) <= 0 {
+				continue
+			}
+		}
+		be := badger.NewEntry(k, encodeEntry(e))
+		be.ExpiresAt = ttl(e.Expires)
+		if err := txn.SetEntry(be); err != nil {
+			return 0, err
+		}
+		written++
+	}
+	return written, nil
 }
 
 // collapse validates a batch and merges entries of the same name, returning

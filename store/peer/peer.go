@@ -70,6 +70,7 @@ type Peer struct {
 	tr       dht.Transport
 	node     *dht.Node
 	store    *local.Store
+	remotes  *remote.Pool // other peers' stores, merges batched per peer
 	records  *ring.Records
 	objects  *ring.Objects
 	maintain *ring.Maintainer
@@ -144,6 +145,7 @@ func New(cfg Config) (*Peer, error) {
 		closeTransport(p.tr)
 		return nil, fmt.Errorf("peer: %w", err)
 	}
+	p.remotes = remote.NewPool(p.node)
 	if cfg.AnswerDelay > 0 {
 		p.answerDelay = new(atomic.Int64)
 		p.answerDelay.Store(int64(cfg.AnswerDelay))
@@ -185,7 +187,7 @@ func (p *Peer) Dial(q dht.Peer) ring.Backend {
 	if q.ID == p.node.Self().ID {
 		return p.store
 	}
-	return remote.New(p.node, q)
+	return p.remotes.Store(q)
 }
 
 // Run runs the peer until ctx ends, then leaves the ring gracefully (its

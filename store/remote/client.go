@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/dht"
@@ -19,15 +22,70 @@ import (
 type Store struct {
 	c    dht.Caller
 	peer dht.Peer
+	q    *mergeQueue // nil: every merge is a call of its own
 }
 
 var (
-	_ store.Shards  = (*Store)(nil)
-	_ store.Records = (*Store)(nil)
+	_ store.Shards      = (*Store)(nil)
+	_ store.Records     = (*Store)(nil)
+	_ store.BatchMerger = (*Store)(nil)
 )
 
 // New returns the store of peer, called through c.
 func New(c dht.Caller, peer dht.Peer) *Store { return &Store{c: c, peer: peer} }
+
+// Pool hands out the stores of other peers, called through one caller,
+// and batches the record merges sent to each peer: while a merge to a
+// peer is in flight, the merges that follow wait and go together in the
+// next call (store.Coalescer), which the peer writes in one transaction.
+// Under load a replica write then costs a fraction of a round trip; an
+// idle peer sees each merge at once, as without a Pool.
+//
+// A Pool is safe for concurrent use and starts no goroutines.
+type Pool struct {
+	c dht.Caller
+
+	mu     sync.Mutex
+	queues map[dht.Peer]*mergeQueue
+}
+
+// mergeQueue is one peer's batching state.
+type mergeQueue struct {
+	co       *store.Coalescer
+	oldUntil atomic.Int64 // unix ns until which the peer is taken to lack mergemany
+}
+
+// maxPoolPeers bounds the peers a Pool keeps batching state for; past it,
+// idle ones are forgotten.
+const maxPoolPeers = 4096
+
+// oldPeerMemory is how long a peer that did not know mergemany is sent
+// single merges before it is asked again (it may have been upgraded).
+const oldPeerMemory = 10 * time.Minute
+
+func (q *mergeQueue) old() bool { return time.Now().UnixNano() < q.oldUntil.Load() }
+func (q *mergeQueue) setOld()   { q.oldUntil.Store(time.Now().Add(oldPeerMemory).UnixNano()) }
+
+// NewPool returns a Pool calling through c.
+func NewPool(c dht.Caller) *Pool { return &Pool{c: c, queues: map[dht.Peer]*mergeQueue{}} }
+
+// Store returns the store of peer.
+func (p *Pool) Store(peer dht.Peer) *Store {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queues[peer]
+	if q == nil {
+		if len(p.queues) >= maxPoolPeers {
+			clear(p.queues) // batching state is a cache: calls in flight keep theirs
+		}
+		s := &Store{c: p.c, peer: peer}
+		q = &mergeQueue{}
+		s.q = q
+		q.co = store.NewCoalescer(1, s.MergeRecords)
+		p.queues[peer] = q
+	}
+	return &Store{c: p.c, peer: peer, q: q}
+}
 
 // Peer returns the peer whose store this is.
 func (s *Store) Peer() dht.Peer { return s.peer }
@@ -151,8 +209,16 @@ func (s *Store) list(ctx context.Context, all bool, index coding.StorageIndex) i
 	}
 }
 
-// MergeRecord merges entries into a record on the peer.
+// MergeRecord merges entries into a record on the peer. A Store from a
+// Pool sends merges that wait for one another in batches (MergeRecords).
 func (s *Store) MergeRecord(ctx context.Context, key store.Key, entries []store.Entry) (int, error) {
+	if s.q != nil && !s.q.old() {
+		return s.q.co.MergeRecord(ctx, key, entries)
+	}
+	return s.mergeOne(ctx, key, entries)
+}
+
+func (s *Store) mergeOne(ctx context.Context, key store.Key, entries []store.Entry) (int, error) {
 	body := appendEntries(append([]byte(nil), key[:]...), entries)
 	b, err := s.call(ctx, methodMerge, body)
 	if err != nil {
@@ -162,6 +228,62 @@ func (s *Store) MergeRecord(ctx context.Context, key store.Key, entries []store.
 		return 0, fmt.Errorf("remote: merge record %s on %s: %w: bad count", key, s.peer, errMalformed)
 	}
 	return int(binary.BigEndian.Uint32(b)), nil
+}
+
+// MergeRecords implements store.BatchMerger: the merges go to the peer in
+// one call, which its store writes in one transaction. A peer of an older
+// version, which does not know the call, gets them one at a time.
+func (s *Store) MergeRecords(ctx context.Context, ms []store.RecordMerge) []store.MergeResult {
+	if len(ms) == 1 {
+		n, err := s.mergeOne(ctx, ms[0].Key, ms[0].Entries)
+		return []store.MergeResult{{Written: n, Err: err}}
+	}
+	rs := make([]store.MergeResult, len(ms))
+	body := binary.BigEndian.AppendUint32(nil, uint32(len(ms)))
+	for _, m := range ms {
+		body = appendEntries(append(body, m.Key[:]...), m.Entries)
+	}
+	b, err := s.call(ctx, methodMergeMany, body)
+	if errors.Is(err, dht.ErrUnknownMethod) {
+		if s.q != nil {
+			s.q.setOld()
+		}
+		for i, m := range ms {
+			rs[i].Written, rs[i].Err = s.mergeOne(ctx, m.Key, m.Entries)
+		}
+		return rs
+	}
+	r := reader{b: b}
+	if err == nil {
+		if n := r.u32("merge count"); r.err == nil && int(n) != len(ms) {
+			r.err = fmt.Errorf("%w: %d results for %d merges", errMalformed, n, len(ms))
+		}
+		for i := range ms {
+			if r.err != nil {
+				break
+			}
+			a, aerr := parseAnswer(s.peer.String(), r.blob(1<<20, "merge result"))
+			switch {
+			case r.err != nil:
+			case aerr != nil:
+				rs[i].Err = aerr
+			case len(a) != 4:
+				r.err = fmt.Errorf("%w: bad count", errMalformed)
+			default:
+				rs[i].Written = int(binary.BigEndian.Uint32(a))
+			}
+		}
+		err = r.done()
+	}
+	for i, m := range ms {
+		if err != nil {
+			rs[i] = store.MergeResult{Err: err}
+		}
+		if rs[i].Err != nil {
+			rs[i].Err = fmt.Errorf("remote: merge record %s on %s: %w", m.Key, s.peer, rs[i].Err)
+		}
+	}
+	return rs
 }
 
 // GetRecord reads the live entries of a record on the peer.

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"sync"
@@ -21,8 +22,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // serve starts a peer on 127.0.0.1 serving a fresh local store over mutual
-// TLS, and returns a client's view of that store. Everything stops at
-// cleanup.
+// TLS, and returns a client's view of that store, from a Pool (merges
+// batched). Everything stops at cleanup.
 func serve(t *testing.T) *Store { return serveWithout(t) }
 
 // olderPeer is a Registrar for a peer of an earlier version: it drops the
@@ -41,6 +42,12 @@ func (o olderPeer) Handle(method string, h dht.Handler) {
 // serveWithout is serve for a peer that does not know the methods named.
 func serveWithout(t *testing.T, methods ...string) *Store {
 	t.Helper()
+	return serveVia(t, func(r Registrar) Registrar { return olderPeer{r, methods} })
+}
+
+// serveVia is serve with the peer's methods registered through wrap(mux).
+func serveVia(t *testing.T, wrap func(Registrar) Registrar) *Store {
+	t.Helper()
 	backend, err := local.Open(t.TempDir(), local.Config{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +61,7 @@ func serveWithout(t *testing.T, methods ...string) *Store {
 		t.Fatal(err)
 	}
 	var mux dht.Mux
-	Register(olderPeer{&mux, methods}, backend)
+	Register(wrap(&mux), backend)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -77,7 +84,7 @@ func serveWithout(t *testing.T, methods ...string) *Store {
 		srv.Close()
 		backend.Close()
 	})
-	return New(cli, srv.Local())
+	return NewPool(cli).Store(srv.Local())
 }
 
 // A peer from before store.shard.find still answers FindShard: the client
@@ -101,9 +108,101 @@ func TestFindShardOnOlderPeer(t *testing.T) {
 	}
 }
 
+// A peer from before store.record.mergemany gets a batch as single
+// merges, and the pool sends it single merges from then on.
+func TestMergeManyOnOlderPeer(t *testing.T) {
+	s := serveWithout(t, methodMergeMany)
+	k1, k2 := store.Key{1}, store.Key{2}
+	e := store.Entry{Name: "n", Value: []byte("v"), Version: 1}
+	rs := s.MergeRecords(t.Context(), []store.RecordMerge{{Key: k1, Entries: []store.Entry{e}}, {Key: k2, Entries: []store.Entry{e, e}}})
+	for i, r := range rs {
+		if r.Err != nil || r.Written != 1 {
+			t.Errorf("merge %d on an older peer: wrote %d, %v; want 1, nil", i, r.Written, r.Err)
+		}
+	}
+	if !s.q.old() {
+		t.Error("the pool did not note that the peer lacks mergemany")
+	}
+	for _, k := range []store.Key{k1, k2} {
+		if got, err := s.GetRecord(t.Context(), k); err != nil || len(got) != 1 {
+			t.Errorf("record %s after the fallback: %v, %v; want the entry", k, got, err)
+		}
+	}
+}
+
+// gated is a Registrar whose first store.record.merge waits for release.
+type gated struct {
+	r       Registrar
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+	batches chan int // merges per mergemany call
+}
+
+func (g *gated) Handle(method string, h dht.Handler) {
+	switch method {
+	case methodMerge:
+		g.r.Handle(method, func(ctx context.Context, req *dht.Request) ([]byte, error) {
+			g.once.Do(func() { close(g.entered); <-g.release })
+			return h(ctx, req)
+		})
+	case methodMergeMany:
+		g.r.Handle(method, func(ctx context.Context, req *dht.Request) ([]byte, error) {
+			g.batches <- int(binary.BigEndian.Uint32(req.Body))
+			return h(ctx, req)
+		})
+	default:
+		g.r.Handle(method, h)
+	}
+}
+
+// Merges to a peer made while another is in flight wait, and go together
+// in one call when it ends.
+func TestPoolBatchesMerges(t *testing.T) {
+	g := &gated{entered: make(chan struct{}), release: make(chan struct{}), batches: make(chan int, 10)}
+	s := serveVia(t, func(r Registrar) Registrar { g.r = r; return g })
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	mergeN := func(i int) {
+		_, errs[i] = s.MergeRecord(t.Context(), store.Key{byte(i)}, []store.Entry{{Name: "n", Value: []byte{byte(i)}, Version: 1}})
+	}
+	wg.Go(func() { mergeN(0) })
+	<-g.entered // merge 0 is in flight, held by the peer
+	for i := 1; i < n; i++ {
+		wg.Go(func() { mergeN(i) })
+	}
+	for s.q.co.Waiting() < n-1 {
+		time.Sleep(time.Millisecond)
+	}
+	close(g.release)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("merge %d: %v", i, err)
+		}
+	}
+	close(g.batches)
+	var sizes []int
+	for b := range g.batches {
+		sizes = append(sizes, b)
+	}
+	if !slices.Equal(sizes, []int{n - 1}) {
+		t.Errorf("mergemany calls carried %v merges, want one call with the %d that waited", sizes, n-1)
+	}
+	for i := range n {
+		if got, err := s.GetRecord(t.Context(), store.Key{byte(i)}); err != nil || len(got) != 1 || got[0].Value[0] != byte(i) {
+			t.Fatalf("record %d: %v, %v", i, got, err)
+		}
+	}
+}
+
 func TestConformance(t *testing.T) {
 	t.Run("Shards", func(t *testing.T) {
 		storetest.TestShards(t, func(t *testing.T) store.Shards { return serve(t) })
+	})
+	t.Run("RecordsUnbatched", func(t *testing.T) {
+		storetest.TestRecords(t, func(t *testing.T) store.Records { s := serve(t); return New(s.c, s.peer) })
 	})
 	t.Run("Records", func(t *testing.T) {
 		storetest.TestRecords(t, func(t *testing.T) store.Records { return serve(t) })

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 
 	"github.com/voicering/voicering/dht"
 	"github.com/voicering/voicering/store"
@@ -17,6 +18,7 @@ const (
 	methodListShards  = "store.shard.list"
 	methodFindShard   = "store.shard.find"
 	methodMerge       = "store.record.merge"
+	methodMergeMany   = "store.record.mergemany"
 	methodGetRecord   = "store.record.get"
 	methodRecordKeys  = "store.record.keys"
 )
@@ -50,6 +52,7 @@ func Register(r Registrar, b Backend) {
 	r.Handle(methodListShards, s.listShards)
 	r.Handle(methodFindShard, s.findShard)
 	r.Handle(methodMerge, s.merge)
+	r.Handle(methodMergeMany, s.mergeMany)
 	r.Handle(methodGetRecord, s.getRecord)
 	r.Handle(methodRecordKeys, s.recordKeys)
 }
@@ -170,6 +173,32 @@ func (s server) merge(ctx context.Context, req *dht.Request) ([]byte, error) {
 	}
 	n, err := s.b.MergeRecord(ctx, key, es)
 	return answer(binary.BigEndian.AppendUint32(nil, uint32(n)), err), nil
+}
+
+// maxMergeMany bounds the merges of one mergemany request.
+const maxMergeMany = 1024
+
+// mergeMany request: count u32 | count × (key 32 | entries). Answer: count
+// u32 | count × blob of what merge would answer for that merge.
+func (s server) mergeMany(ctx context.Context, req *dht.Request) ([]byte, error) {
+	r := reader{b: req.Body}
+	n := r.u32("merge count")
+	if r.err == nil && n > maxMergeMany {
+		r.err = fmt.Errorf("%w: %d merges, the limit is %d", errMalformed, n, maxMergeMany)
+	}
+	var ms []store.RecordMerge
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		key := store.Key(r.b32("record key"))
+		ms = append(ms, store.RecordMerge{Key: key, Entries: r.entries(store.MaxBatchEntries)})
+	}
+	if err := r.done(); err != nil {
+		return answer(nil, err), nil
+	}
+	out := binary.BigEndian.AppendUint32([]byte{statusOK}, uint32(len(ms)))
+	for _, res := range store.MergeAll(ctx, s.b, ms) {
+		out = appendBlob(out, answer(binary.BigEndian.AppendUint32(nil, uint32(res.Written)), res.Err))
+	}
+	return out, nil
 }
 
 // getRecord request: key 32 | state u8 (1 = with tombstones).

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ func TestRecords(t *testing.T, open func(t *testing.T) store.Records) {
 		{"MergeRule", recordMergeRule},
 		{"BatchDuplicates", recordBatchDuplicates},
 		{"ConcurrentMerges", recordConcurrentMerges},
+		{"MergeAll", recordMergeAll},
 		{"Tombstones", recordTombstones},
 		{"NotFound", recordNotFound},
 		{"Sizes", recordSizes},
@@ -216,6 +218,40 @@ func recordConcurrentMerges(t *testing.T, s store.Records) {
 	}
 	slices.SortFunc(wantSorted, func(a, b store.Entry) int { return strings.Compare(a.Name, b.Name) })
 	wantRecord(t, s, key, wantSorted...)
+}
+
+// recordMergeAll merges a batch of records through store.MergeAll (one
+// MergeRecords call on a store.BatchMerger): each merge has its own
+// outcome, as separate MergeRecord calls would.
+func recordMergeAll(t *testing.T, s store.Records) {
+	k1, k2, k3 := recordKey(0x40), recordKey(0x41), recordKey(0x42)
+	a2 := store.Entry{Name: "a", Value: []byte("a2"), Version: 2, Writer: writerA}
+	merge(t, s, k1, a2)
+	a1 := store.Entry{Name: "a", Value: []byte("a1"), Version: 1, Writer: writerA}
+	b1 := store.Entry{Name: "b", Value: []byte("b1"), Version: 1, Writer: writerA}
+	c1 := store.Entry{Name: "c", Value: []byte("c1"), Version: 1, Writer: writerB}
+	c2 := store.Entry{Name: "c", Value: []byte("c2"), Version: 2, Writer: writerB}
+	rs := store.MergeAll(t.Context(), s, []store.RecordMerge{
+		{Key: k1, Entries: []store.Entry{a1, b1}}, // a1 loses to the stored a2
+		{Key: k2, Entries: []store.Entry{{Value: []byte("no name")}}},
+		{Key: k3, Entries: []store.Entry{c1, c2}}, // merged within the batch
+	})
+	if len(rs) != 3 {
+		t.Fatalf("MergeAll returned %d results for 3 merges", len(rs))
+	}
+	for i, want := range []int{1, 0, 1} {
+		if i == 1 {
+			wantErrIs(t, "the invalid merge of the batch", rs[i].Err, store.ErrInvalid)
+			continue
+		}
+		must(t, fmt.Sprintf("merge %d of the batch", i), rs[i].Err)
+		if rs[i].Written != want {
+			t.Errorf("merge %d of the batch wrote %d entries, want %d", i, rs[i].Written, want)
+		}
+	}
+	wantRecord(t, s, k1, a2, b1)
+	wantState(t, s, k2)
+	wantRecord(t, s, k3, c2)
 }
 
 func recordTombstones(t *testing.T, s store.Records) {

@@ -1,0 +1,187 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// RecordMerge is one record merge of a batch: entries for the record key, as
+// one MergeRecord call would take them.
+type RecordMerge struct {
+	Key     Key
+	Entries []Entry
+}
+
+// MergeResult is what one merge of a batch returned: MergeRecord's count
+// and error.
+type MergeResult struct {
+	Written int
+	Err     error
+}
+
+// BatchMerger merges many records in one step. A batch is not atomic:
+// each merge succeeds or fails on its own, exactly as separate MergeRecord
+// calls would, but a store writes them in one transaction and a remote
+// store sends them in one round trip.
+type BatchMerger interface {
+	// MergeRecords returns one result per merge, in order.
+	MergeRecords(ctx context.Context, ms []RecordMerge) []MergeResult
+}
+
+// MergeAll merges ms into m: in one batch when m is a BatchMerger, else
+// one MergeRecord call at a time.
+func MergeAll(ctx context.Context, m RecordMerger, ms []RecordMerge) []MergeResult {
+	if b, ok := m.(BatchMerger); ok {
+		return b.MergeRecords(ctx, ms)
+	}
+	rs := make([]MergeResult, len(ms))
+	for i, mg := range ms {
+		rs[i].Written, rs[i].Err = m.MergeRecord(ctx, mg.Key, mg.Entries)
+	}
+	return rs
+}
+
+// Limits of one coalesced batch.
+const (
+	coalesceMaxMerges = 256
+	coalesceMaxBytes  = 2 << 20 // names and values
+)
+
+// Coalescer turns concurrent MergeRecord calls into batches (group
+// commit). At most Limit batches run at once; merges that arrive while
+// they run wait, and the first of them sends all that waited as the next
+// batch when a batch ends. A lone merge goes at once, alone, so an idle
+// store pays nothing; under load the batches grow with the backlog, and
+// a store pays one transaction or round trip per batch instead of per
+// merge.
+//
+// Coalescer is safe for concurrent use and starts no goroutines: callers
+// do the work.
+type Coalescer struct {
+	do    func(context.Context, []RecordMerge) []MergeResult
+	limit int
+
+	mu      sync.Mutex
+	running int
+	waiting []*mergeWaiter
+}
+
+type mergeWaiter struct {
+	ctx  context.Context
+	m    RecordMerge
+	size int
+	res  chan MergeResult    // its result, once its batch ran
+	lead chan []*mergeWaiter // a batch for it to run
+}
+
+// NewCoalescer returns a Coalescer running batches with do, at most limit
+// at once (at least 1). do returns one result per merge, in order.
+func NewCoalescer(limit int, do func(ctx context.Context, ms []RecordMerge) []MergeResult) *Coalescer {
+	return &Coalescer{do: do, limit: max(limit, 1)}
+}
+
+// MergeRecord merges entries into record key through the next batch.
+func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if c.running < c.limit {
+		c.running++
+		c.mu.Unlock()
+		r := c.do(ctx, []RecordMerge{{Key: key, Entries: entries}})[0]
+		c.next()
+		return r.Written, r.Err
+	}
+	size := 0
+	for _, e := range entries {
+		size += len(e.Name) + len(e.Value)
+	}
+	w := &mergeWaiter{ctx: ctx, m: RecordMerge{Key: key, Entries: entries}, size: size,
+		res: make(chan MergeResult, 1), lead: make(chan []*mergeWaiter, 1)}
+	c.waiting = append(c.waiting, w)
+	c.mu.Unlock()
+	select {
+	case r := <-w.res:
+		return r.Written, r.Err
+	case batch := <-w.lead:
+		c.run(batch)
+		r := <-w.res
+		return r.Written, r.Err
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if i := slices.Index(c.waiting, w); i >= 0 {
+		c.waiting = slices.Delete(c.waiting, i, i+1)
+		c.mu.Unlock()
+		return 0, ctx.Err()
+	}
+	c.mu.Unlock()
+	// Already taken into a batch: wait for it, or run it if it is ours to.
+	select {
+	case r := <-w.res:
+		return r.Written, r.Err
+	case batch := <-w.lead:
+		c.run(batch)
+		r := <-w.res
+		return r.Written, r.Err
+	}
+}
+
+// Waiting returns how many merges wait for a batch.
+func (c *Coalescer) Waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.waiting)
+}
+
+// next gives the merges waiting to the first of them to run as a batch,
+// or frees the slot of the batch that ended.
+func (c *Coalescer) next() {
+	c.mu.Lock()
+	if len(c.waiting) == 0 {
+		c.running--
+		c.mu.Unlock()
+		return
+	}
+	n, size := 0, 0
+	for n < len(c.waiting) && n < coalesceMaxMerges && (n == 0 || size+c.waiting[n].size <= coalesceMaxBytes) {
+		size += c.waiting[n].size
+		n++
+	}
+	batch := slices.Clone(c.waiting[:n])
+	c.waiting = slices.Delete(c.waiting, 0, n)
+	c.mu.Unlock()
+	batch[0].lead <- batch
+}
+
+// run runs a batch for its waiters and hands the slot on. The batch does
+// not end when its leader's context does (the others still wait on it),
+// only at the latest deadline among them.
+func (c *Coalescer) run(batch []*mergeWaiter) {
+	ms := make([]RecordMerge, len(batch))
+	var deadline time.Time
+	bounded := true
+	for i, w := range batch {
+		ms[i] = w.m
+		d, ok := w.ctx.Deadline()
+		if !ok {
+			bounded = false
+		} else if d.After(deadline) {
+			deadline = d
+		}
+	}
+	ctx := context.WithoutCancel(batch[0].ctx)
+	if bounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	rs := c.do(ctx, ms)
+	for i, w := range batch {
+		w.res <- rs[i]
+	}
+	c.next()
+}
