@@ -381,11 +381,23 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) context() (context.Context, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.callCtx == nil || s.callCtx.Err() != nil {
+	if s.callCtx == nil || closed(s.callCtx) {
 		return nil, false
 	}
 	s.calls.Add(1)
 	return s.callCtx, true
+}
+
+// closed reports whether ctx has ended. Unlike ctx.Err, which locks the
+// context, it reads Done's channel without a lock: callCtx is the parent
+// of every call's context, and its lock is contended under load.
+func closed(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // respond answers req on tx with code and reason, logging a failure.
