@@ -49,6 +49,7 @@ func runDemo(c *cli.Context) error {
 	if n < 1 || n > 64 {
 		return usageError{fmt.Errorf("--peers %d: run 1 to 64 peers", n)}
 	}
+	ringpeer.TuneGC()
 	log, err := logger(c)
 	if err != nil {
 		return err

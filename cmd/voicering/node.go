@@ -54,6 +54,7 @@ func runNode(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("node takes no arguments, got %q", c.Args().Slice())}
 	}
+	ringpeer.TuneGC()
 	log, err := logger(c)
 	if err != nil {
 		return err

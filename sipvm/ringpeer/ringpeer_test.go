@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/voicering/voicering/sipvm/ringpeer"
@@ -53,5 +54,21 @@ func TestKeyFiles(t *testing.T) {
 	}
 	if _, err := ringpeer.ReadKey(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ReadKey of a missing file: got %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	debug.SetGCPercent(100)
+	ringpeer.TuneGC()
+	if got := debug.SetGCPercent(100); got != ringpeer.GCPercent {
+		t.Errorf("with GOGC unset, the GC target is %d, want %d", got, ringpeer.GCPercent)
+	}
+	t.Setenv("GOGC", "150")
+	debug.SetGCPercent(150) // what the runtime did at start with GOGC=150
+	ringpeer.TuneGC()
+	if got := debug.SetGCPercent(100); got != 150 {
+		t.Errorf("with GOGC=150, TuneGC changed the target to %d", got)
 	}
 }

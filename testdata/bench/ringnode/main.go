@@ -39,6 +39,7 @@ func main() {
 	prof := flag.String("pprof", "", "serve net/http/pprof at this HOST:PORT (off when empty)")
 	maxReg := flag.Int("max-registrations", 0, "authenticated REGISTERs worked on at once (0: sipvm's default, -1: no limit)")
 	flag.Parse()
+	ringpeer.TuneGC()
 	if *prof != "" {
 		stop, err := serveProfiles(*prof)
 		if err != nil {
