@@ -136,7 +136,7 @@ func (n *nonces) parseAuthorization(value, realm string) (*digest.Credentials, e
 	if value == "" {
 		return nil, errNoCredentials
 	}
-	c, err := digest.ParseCredentials(value)
+	c, err := parseCredentials(value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadDigest, err)
 	}

@@ -1,0 +1,88 @@
+package sipvm
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/icholy/digest"
+)
+
+func TestParseCredentials(t *testing.T) {
+	sipp := `Digest username="u7",realm="bench.test",cnonce="6b8b4567",nc=00000001,qop=auth,uri="sip:127.0.0.1:26000",nonce="AAAB",response="1f0e",algorithm=MD5`
+	tests := []struct {
+		name    string
+		value   string
+		want    *digest.Credentials
+		wantErr string
+	}{
+		{"sipp", sipp, &digest.Credentials{Username: "u7", Realm: "bench.test", Cnonce: "6b8b4567", Nc: 1, QOP: "auth", URI: "sip:127.0.0.1:26000", Nonce: "AAAB", Response: "1f0e", Algorithm: "MD5"}, ""},
+		{"spaces and case", `digest  Username = "a" ,REALM="r", nc=0000000a , opaque="", userhash=TRUE`, &digest.Credentials{Username: "a", Realm: "r", Nc: 10, Userhash: true}, ""},
+		{"escapes", `Digest username="a\"b\\c", realm="r"`, &digest.Credentials{Username: `a"b\c`, Realm: "r"}, ""},
+		{"unknown parameter", `Digest username="a", x-extra=1, realm="r"`, &digest.Credentials{Username: "a", Realm: "r"}, ""},
+		{"other scheme", `Basic YWxpY2U6c2VjcmV0`, nil, "not Digest"},
+		{"no value", `Digest username`, nil, "has no value"},
+		{"empty value", `Digest username=, realm="r"`, nil, "empty value"},
+		{"unterminated", `Digest username="alice`, nil, "unterminated"},
+		{"no comma", `Digest username="a" realm="r"`, nil, "expected a comma"},
+		{"bad nc", `Digest nc=zz`, nil, "nonce count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCredentials(tt.value)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseCredentials(%q) = %+v, %v; want an error saying %q", tt.value, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("parseCredentials(%q) = %+v, %v; want %+v", tt.value, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzParseCredentials formats credentials with icholy/digest and checks
+// that parseCredentials reads back what was formatted, and what that
+// package's own parser reads.
+func FuzzParseCredentials(f *testing.F) {
+	f.Add("alice", "example.com", "nonce", "sip:example.com", "abcdef", "MD5", "cn", "auth", "op", 1)
+	f.Add(`a"b\c`, "", "", "", "", "", "", "", "", 0x7fffffff)
+	f.Fuzz(func(t *testing.T, user, realm, nonce, uri, response, algo, cnonce, qop, opaque string, nc int) {
+		for _, s := range []string{user, realm, nonce, uri, response, algo, cnonce, qop, opaque} {
+			for i := range len(s) {
+				if s[i] < 0x20 || s[i] >= 0x7f { // strconv.Quote writes these as Go escapes, not RFC quoted-pairs
+					return
+				}
+			}
+		}
+		for _, s := range []string{algo, qop} { // written unquoted: must be tokens
+			for i := range len(s) {
+				if !isToken(s[i]) {
+					return
+				}
+			}
+		}
+		if nc < 0 {
+			nc = -nc
+		}
+		nc &= 0x7fffffff
+		c := &digest.Credentials{Username: user, Realm: realm, Nonce: nonce, URI: uri, Response: response,
+			Algorithm: algo, Cnonce: cnonce, QOP: qop, Opaque: opaque, Nc: nc}
+		if qop == "" {
+			c.Cnonce, c.Nc = "", 0 // not written without qop
+		}
+		s := c.String()
+		got, err := parseCredentials(s)
+		if err != nil {
+			t.Fatalf("parseCredentials(%q): %v", s, err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("parseCredentials(%q) = %+v, want %+v", s, got, c)
+		}
+		if theirs, err := digest.ParseCredentials(s); err == nil && !reflect.DeepEqual(got, theirs) {
+			t.Fatalf("parseCredentials(%q) = %+v, icholy/digest reads %+v", s, got, theirs)
+		}
+	})
+}
