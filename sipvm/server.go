@@ -120,9 +120,11 @@ type Server struct {
 }
 
 // DefaultMaxRegistrations is Config.MaxRegistrations when zero: at the
-// ~500 REGISTERs/s one peer serves on a small machine, 128 in progress is
-// a quarter second of queue before it sheds.
-const DefaultMaxRegistrations = 128
+// ~1,000 REGISTERs/s one peer serves on a small machine, 256 in progress
+// is a quarter second of queue before it sheds. (128, the limit when a
+// peer served half that, shed 0.2–2.4 % of a steady 4,000/s on a 4-peer
+// ring; 256 shed at most 0.01 %.)
+const DefaultMaxRegistrations = 256
 
 // ErrConfig marks a Config that cannot be served.
 var ErrConfig = errors.New("sipvm: bad configuration")

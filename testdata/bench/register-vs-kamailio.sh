@@ -125,7 +125,7 @@ cpu_ticks() { # utime+stime of the processes given and their children
 HZ=$(getconf CLK_TCK)
 
 # run TARGET RATE: LOAD_USERS sipp processes, user j against address j.
-# Prints: registrations/s, failed %, p99 ms, cpu %.
+# Prints: registrations/s, failed %, p99 ms, cpu %, sipp's cpu %.
 run() {
   local name=$1 rate=$2; shift 2
   local dir=$OUT/$name-$rate addrs=("$@") per=$((rate / LOAD_USERS)) sp=()
@@ -147,6 +147,10 @@ run() {
   for p in "${sp[@]}"; do wait "$p" || true; done
   local t1; t1=$(date +%s.%N)
   local cpu1; cpu1=$(cpu_ticks "${pids[@]}")
+  # CPU of the sipp processes (this subshell's waited children), from times.
+  local sipp_s
+  times >"$dir/times" # in this shell: a subshell has no children of its own
+  sipp_s=$(awk 'NR==2{n=split($0,a," "); t=0; for(i=1;i<=n;i++){split(a[i],b,/[ms]/); t+=b[1]*60+b[2]}; print t}' "$dir/times")
   # Totals from each process's last statistics line.
   local ok=0 bad=0 f
   for f in "$dir"/stat*.csv; do
@@ -156,9 +160,9 @@ run() {
   local p99
   p99=$(cat "$dir"/*_rtt.csv 2>/dev/null | awk -F';' '$2 ~ /^[0-9.]+$/ {print $2}' | sort -n |
     awk '{v[NR]=$1} END{if(NR==0){print "n/a"; exit}; i=int(NR*0.99); if(i<1)i=1; if(v[i]<1){print "<1"; exit}; printf "%.0f", v[i]}')
-  awk -v ok="$ok" -v bad="$bad" -v t0="$t0" -v t1="$t1" -v p99="$p99" -v c0="$cpu0" -v c1="$cpu1" -v hz="$HZ" -v want=$((per * LOAD_USERS * DURATION)) \
+  awk -v ok="$ok" -v bad="$bad" -v t0="$t0" -v t1="$t1" -v p99="$p99" -v c0="$cpu0" -v c1="$cpu1" -v hz="$HZ" -v ss="$sipp_s" -v want=$((per * LOAD_USERS * DURATION)) \
     'BEGIN{tot=ok+bad; miss=want-tot; if(miss<0)miss=0; fail=(want>0)?100*(bad+miss)/want:0; el=t1-t0;
-      printf "%.1f %.2f %s %.0f\n", ok/el, fail, p99, 100*(c1-c0)/hz/el}'
+      printf "%.1f %.2f %s %.0f %.0f\n", ok/el, fail, p99, 100*(c1-c0)/hz/el, 100*ss/el}'
 }
 
 # Wait until each target answers an authenticated REGISTER (one sipp call).
@@ -181,18 +185,18 @@ RES=$OUT/results.md
 {
   echo "REGISTER with digest (401 then 200 per registration), sipp 3.6, $LOAD_USERS sipp processes (one user each) of $USERS accounts, ${DURATION}s per rate."
   echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children."
-  echo "p99: first REGISTER sent to 200 received (two round trips), in sipp's whole milliseconds. CPU: % of one core, all processes of the target."
+  echo "p99: first REGISTER sent to 200 received (two round trips), in sipp's whole milliseconds. CPU: % of one core, all processes of the target; sipp CPU: the same for the sipp processes driving it ($(nproc) cores in all)."
   echo
-  echo "| target | offered reg/s | achieved reg/s | failed % | p99 ms | CPU % |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| target | offered reg/s | achieved reg/s | failed % | p99 ms | CPU % | sipp CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
 } >"$RES"
 declare -A BEST
 for rate in $RATES; do
   for target in ${TARGETS:-voicering kamailio}; do
     if [ "$target" = voicering ]; then addrs=("${SIP_ADDRS[@]}"); else addrs=("$KAM_ADDR"); fi
     echo "== $target at $rate/s for ${DURATION}s" >&2
-    read -r got fail p99 cpu < <(run "$target" "$rate" "${addrs[@]}")
-    echo "| $target | $rate | $got | $fail | $p99 | $cpu |" >>"$RES"
+    read -r got fail p99 cpu scpu < <(run "$target" "$rate" "${addrs[@]}")
+    echo "| $target | $rate | $got | $fail | $p99 | $cpu | $scpu |" >>"$RES"
     if awk -v f="$fail" 'BEGIN{exit !(f < 1)}'; then BEST[$target]=$got; fi
   done
 done
