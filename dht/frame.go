@@ -143,20 +143,25 @@ func (fr *frameReader) next() (kind byte, id uint64, payload []byte, err error) 
 	}
 }
 
-// frameWriter writes frames to a connection. A sender appends its frame;
-// if nobody is writing it becomes the writer and writes everything queued
-// (its own frame and those others add meanwhile) until the queue is empty.
-// Small frames go first; bulk messages are written a chunk at a time
-// between them.
+// frameWriter writes frames to a connection. Senders queue frames and
+// return; the connection's writer goroutine (run) writes everything
+// queued in each write, so frames queued while it writes share the next
+// TLS record and system call. Small frames go first; bulk messages are
+// written a chunk at a time between them. No sender ever writes: a caller
+// whose deadline passed is never held up pushing other callers' bytes.
 type frameWriter struct {
-	c net.Conn
+	c    net.Conn
+	wake chan struct{} // a frame was queued (capacity 1)
 
 	mu    sync.Mutex
 	small []byte // whole small frames, encoded
 	spare []byte
 	bulk  []*bulkMsg
-	busy  bool
 	err   error
+}
+
+func newFrameWriter(c net.Conn) *frameWriter {
+	return &frameWriter{c: c, wake: make(chan struct{}, 1)}
 }
 
 type bulkMsg struct {
@@ -193,9 +198,9 @@ func appendHeader(b []byte, kind byte, id uint64, n int) []byte {
 	return binary.BigEndian.AppendUint64(b, id)
 }
 
-// send queues the message prefix+body and returns once it is written or
-// another sender has taken the duty to. body is copied unless owned: the
-// caller gives it up.
+// send queues the message prefix+body for the writer goroutine. body is
+// copied unless owned: the caller gives it up. It fails once the
+// connection has failed to write.
 func (w *frameWriter) send(kind byte, id uint64, prefix, body []byte, owned bool) error {
 	w.mu.Lock()
 	if w.err != nil {
@@ -213,14 +218,47 @@ func (w *frameWriter) send(kind byte, id uint64, prefix, body []byte, owned bool
 		}
 		w.bulk = append(w.bulk, &bulkMsg{kind: kind, id: id, head: prefix, body: body, first: true})
 	}
-	if w.busy {
-		w.mu.Unlock()
-		return nil
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default: // already woken
 	}
-	w.busy = true
+	return nil
+}
+
+// drop removes the queued messages of call id that have not begun to go
+// out: the caller gave up on them.
+func (w *frameWriter) drop(id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.bulk = slices.DeleteFunc(w.bulk, func(m *bulkMsg) bool { return m.id == id && m.first })
+}
+
+// run writes what is queued until stop is closed or a write fails, which
+// closes the connection (its reader then fails the calls waiting).
+func (w *frameWriter) run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-w.wake:
+		case <-stop:
+			return
+		}
+		if err := w.flush(); err != nil {
+			return
+		}
+	}
+}
+
+// flush writes everything queued, and what is queued meanwhile, until the
+// queue is empty.
+func (w *frameWriter) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for w.err == nil {
+		// out is written unlocked, so no one else may hold its array:
+		// senders append to the spare one meanwhile.
 		out := w.small
-		w.small = w.spare[:0]
+		w.small, w.spare = w.spare[:0], nil
 		if len(w.bulk) > 0 {
 			var done bool
 			if out, done = w.bulk[0].chunk(out); done {
@@ -229,7 +267,7 @@ func (w *frameWriter) send(kind byte, id uint64, prefix, body []byte, owned bool
 			}
 		}
 		if len(out) == 0 {
-			w.spare = out
+			w.spare = out[:0]
 			break
 		}
 		w.mu.Unlock()
@@ -240,14 +278,11 @@ func (w *frameWriter) send(kind byte, id uint64, prefix, body []byte, owned bool
 			w.err = err
 			w.c.Close() // the reader sees it and fails the calls waiting
 		}
-		if cap(out) <= 4*bulkChunk {
+		if cap(out) <= 4*bulkChunk { // else let a large one go
 			w.spare = out[:0]
 		}
 	}
-	w.busy = false
-	err := w.err
-	w.mu.Unlock()
-	return err
+	return w.err
 }
 
 // requestPrefix encodes what precedes a request's body.
@@ -280,14 +315,15 @@ type fconn struct {
 	key  Peer // the t.fconns entry
 	from ID   // the authenticated server
 	c    *tls.Conn
-	w    frameWriter
+	w    *frameWriter
 
 	mu      sync.Mutex
 	next    uint64
 	pending map[uint64]chan fresult
 	err     error // why the connection ended; set once
 	idle    *time.Timer
-	used    atomic.Int64 // unix nanoseconds of the last call
+	used    atomic.Int64  // unix nanoseconds of the last call
+	stop    chan struct{} // closed when the reader ends: the writer ends too
 }
 
 type fresult struct {
@@ -342,7 +378,10 @@ func (t *TLSTransport) framedConn(ctx context.Context, to Peer) (*fconn, error) 
 	t.mu.Lock()
 	switch {
 	case err == nil && t.closed:
-		fc.c.Close()
+		if fc != nil {
+			fc.idle.Stop()
+			fc.c.Close()
+		}
 		fc, err = nil, ErrClosed
 	case err == nil && h2:
 		t.h2only[to.Addr] = time.Now().Add(h2Memory)
@@ -351,6 +390,7 @@ func (t *TLSTransport) framedConn(ctx context.Context, to Peer) (*fconn, error) 
 		delete(t.fconns, to)
 	} else {
 		t.wg.Go(fc.read)
+		t.wg.Go(func() { fc.w.run(fc.stop) })
 	}
 	s.fc, s.err = fc, err
 	close(s.ready)
@@ -366,8 +406,8 @@ func (t *TLSTransport) evictIdleLocked() {
 		default:
 			continue
 		}
-		if s.fc != nil && s.fc.idleNow() {
-			s.fc.c.Close()
+		if s.fc != nil && s.fc.retire() {
+			delete(t.fconns, s.fc.key)
 			return
 		}
 	}
@@ -397,16 +437,29 @@ func (t *TLSTransport) dialFramed(ctx context.Context, to Peer) (fc *fconn, h2 b
 			from = IDOf(pub)
 		}
 	}
-	fc = &fconn{t: t, key: to, from: from, c: c, w: frameWriter{c: c}, pending: make(map[uint64]chan fresult)}
+	fc = &fconn{t: t, key: to, from: from, c: c, w: newFrameWriter(c), pending: make(map[uint64]chan fresult), stop: make(chan struct{})}
 	fc.used.Store(time.Now().UnixNano())
 	fc.idle = time.AfterFunc(idleTimeout, fc.closeIfIdle)
 	return fc, false, nil
 }
 
-func (fc *fconn) idleNow() bool {
+// errIdleClosed is why a call found its connection closed for being idle
+// just as it started; the caller dials again.
+var errIdleClosed = errors.New("connection closed while idle")
+
+// retire closes the connection if no call is in flight, and reports
+// whether it did. Calls that start after it fail with errIdleClosed.
+// Lock order: t.mu before fc.mu.
+func (fc *fconn) retire() bool {
 	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	return len(fc.pending) == 0
+	if fc.pending == nil || len(fc.pending) > 0 {
+		fc.mu.Unlock()
+		return false
+	}
+	fc.pending, fc.err = nil, errIdleClosed
+	fc.mu.Unlock()
+	fc.c.Close()
+	return true
 }
 
 // closeIfIdle closes the connection when no call used it for idleTimeout,
@@ -414,14 +467,23 @@ func (fc *fconn) idleNow() bool {
 func (fc *fconn) closeIfIdle() {
 	since := time.Since(time.Unix(0, fc.used.Load()))
 	fc.mu.Lock()
-	ended, busy := fc.pending == nil, len(fc.pending) > 0
+	ended := fc.pending == nil
 	fc.mu.Unlock()
 	switch {
 	case ended:
-	case busy || since < idleTimeout:
+	case since < idleTimeout || !fc.retire():
 		fc.idle.Reset(idleTimeout - min(since, idleTimeout-time.Second))
 	default:
-		fc.c.Close()
+		fc.t.forget(fc)
+	}
+}
+
+// forget drops fc's entry, so that the next call dials anew.
+func (t *TLSTransport) forget(fc *fconn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.fconns[fc.key]; s != nil && s.fc == fc {
+		delete(t.fconns, fc.key)
 	}
 }
 
@@ -459,20 +521,19 @@ func (fc *fconn) read() {
 		}
 	}
 	fc.c.Close()
+	close(fc.stop)
 	fc.idle.Stop()
 	fc.mu.Lock()
-	fc.err = fmt.Errorf("connection lost: %w", err)
+	if fc.err == nil {
+		fc.err = fmt.Errorf("connection lost: %w", err)
+	}
 	pending := fc.pending
 	fc.pending = nil
 	fc.mu.Unlock()
 	for _, ch := range pending {
 		ch <- fresult{err: fc.err}
 	}
-	fc.t.mu.Lock()
-	if s := fc.t.fconns[fc.key]; s != nil && s.fc == fc {
-		delete(fc.t.fconns, fc.key)
-	}
-	fc.t.mu.Unlock()
+	fc.t.forget(fc)
 }
 
 // call sends one request and waits for its response.
@@ -498,6 +559,7 @@ func (fc *fconn) call(ctx context.Context, method string, body []byte, v int) (f
 		return r, r.err
 	case <-ctx.Done():
 		if fc.forget(id) {
+			fc.w.drop(id) // a large request not yet begun need not go
 			fc.w.send(kindCancel, id, nil, nil, true)
 		}
 		return fresult{}, ctx.Err()
@@ -519,6 +581,8 @@ func (t *TLSTransport) callFramed(ctx context.Context, fc *fconn, to Peer, metho
 	switch {
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, ctx.Err())
+	case errors.Is(err, errIdleClosed):
+		return nil, err // Call dials again
 	case errors.Is(err, errFrameTooLarge):
 		return nil, fmt.Errorf("dht: call %s on %s: %w: response over %d bytes", method, to, ErrTooLarge, t.cfg.MaxMessage)
 	case err != nil:
@@ -567,7 +631,11 @@ func (t *TLSTransport) serveFramed(ctx context.Context, c *tls.Conn, d Dispatche
 			t.log.Info("refused caller", "err", admitErr)
 		}
 	}
-	w := &frameWriter{c: c}
+	w := newFrameWriter(c)
+	stopWriter := make(chan struct{})
+	var writer sync.WaitGroup
+	writer.Go(func() { w.run(stopWriter) })
+	defer func() { close(stopWriter); writer.Wait() }()
 	respond := func(id uint64, status int, body []byte) {
 		w.send(kindResponse, id, binary.AppendUvarint(nil, uint64(status)), body, true)
 	}
@@ -602,6 +670,7 @@ func (t *TLSTransport) serveFramed(ctx context.Context, c *tls.Conn, d Dispatche
 				f()
 			}
 			mu.Unlock()
+			w.drop(id) // an answer queued and not begun need not go
 			continue
 		case kindRequest:
 		default:
@@ -638,9 +707,13 @@ func (t *TLSTransport) serveFramed(ctx context.Context, c *tls.Conn, d Dispatche
 			mu.Lock()
 			delete(running, id)
 			mu.Unlock()
+			gaveUp := hctx.Err() != nil
 			hcancel()
-			if ctx.Err() != nil {
-				return // the connection is closing: the caller sees it gone, not an error of ours
+			if gaveUp {
+				// The caller cancelled (it reads no answer), or the
+				// connection is closing (it sees the peer gone, not an
+				// error of ours).
+				return
 			}
 			if err == nil && len(resp) > t.cfg.MaxMessage {
 				err = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(resp))

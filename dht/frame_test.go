@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -199,7 +201,8 @@ func TestFramedPeerGoneFailsCalls(t *testing.T) {
 // between its chunks, not after all of it.
 func TestFrameWriterInterleavesSmallFrames(t *testing.T) {
 	a, b := net.Pipe()
-	w := &frameWriter{c: a}
+	w := newFrameWriter(a)
+	startWriter(t, w)
 	type frame struct {
 		kind byte
 		id   uint64
@@ -212,7 +215,7 @@ func TestFrameWriterInterleavesSmallFrames(t *testing.T) {
 		br := bufio.NewReader(io.TeeReader(b, &wire))
 		var fs []frame
 		var h [frameHeader]byte
-		for i := 0; ; i++ {
+		for i := 0; i < 1<<20/bulkChunk+2; i++ {
 			if _, err := io.ReadFull(br, h[:]); err != nil {
 				got <- fs
 				return
@@ -227,18 +230,16 @@ func TestFrameWriterInterleavesSmallFrames(t *testing.T) {
 				<-smallSent
 			}
 		}
+		got <- fs
 	}()
-	bulkDone := make(chan error, 1)
-	go func() { bulkDone <- w.send(kindResponse, 1, []byte{0}, make([]byte, 1<<20), true) }()
+	if err := w.send(kindResponse, 1, []byte{0}, make([]byte, 1<<20), true); err != nil {
+		t.Fatal(err)
+	}
 	<-firstRead
 	if err := w.send(kindResponse, 2, []byte{0}, []byte("pong"), false); err != nil {
 		t.Fatal(err)
 	}
 	close(smallSent)
-	if err := <-bulkDone; err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
 	fs := <-got
 	last := -1
 	for i, f := range fs {
@@ -270,9 +271,10 @@ func TestFrameWriterInterleavesSmallFrames(t *testing.T) {
 // panic, and never return a message over its limit.
 func FuzzFrameReader(f *testing.F) {
 	var w bytes.Buffer
-	fw := &frameWriter{c: nopConn{&w}}
+	fw := newFrameWriter(nopConn{&w})
 	fw.send(kindRequest, 7, requestPrefix(1, "echo"), []byte("hello"), false)
 	fw.send(kindCancel, 9, nil, nil, true)
+	fw.flush()
 	// A response of 10 bytes in two chunks (the reader takes chunks of
 	// any size; the writer's are bulkChunk, too big for a seed).
 	w.Write(appendHeader(nil, kindResponse|kindMore, 8, 4+4))
@@ -299,6 +301,14 @@ func FuzzFrameReader(f *testing.F) {
 	})
 }
 
+// startWriter runs w's writer goroutine until the test ends.
+func startWriter(t *testing.T, w *frameWriter) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); w.run(stop) }()
+	t.Cleanup(func() { close(stop); w.c.Close(); <-done })
+}
+
 // nopConn is a net.Conn that writes to a buffer.
 type nopConn struct{ w io.Writer }
 
@@ -310,3 +320,126 @@ func (c nopConn) RemoteAddr() net.Addr             { return nil }
 func (c nopConn) SetDeadline(time.Time) error      { return nil }
 func (c nopConn) SetReadDeadline(time.Time) error  { return nil }
 func (c nopConn) SetWriteDeadline(time.Time) error { return nil }
+
+// gateConn is a net.Conn whose each Write waits to be let through, and
+// then copies what it was given into buf.
+type gateConn struct {
+	nopConn
+	entered chan struct{}
+	release chan struct{}
+	buf     bytes.Buffer
+}
+
+func (c *gateConn) Write(b []byte) (int, error) {
+	c.entered <- struct{}{}
+	<-c.release
+	return c.buf.Write(b)
+}
+
+// Frames queued while the writer writes must reach the wire whole, even
+// when one write was larger than the buffers the writer keeps for reuse:
+// a sender must never append into the bytes being written.
+func TestFrameWriterKeepsQueuedFramesWhole(t *testing.T) {
+	c := &gateConn{entered: make(chan struct{}), release: make(chan struct{})}
+	w := newFrameWriter(c)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { defer close(stopped); w.run(stop) }()
+	body := func(id uint64) []byte {
+		if id == 0 {
+			return bytes.Repeat([]byte{0xee}, 40<<10) // leaves a roomy buffer behind
+		}
+		return bytes.Repeat([]byte{byte(id)}, 1000)
+	}
+	send := func(id uint64) {
+		if err := w.send(kindResponse, id, nil, body(id), false); err != nil {
+			t.Error(err)
+		}
+	}
+	send(0)
+	var id uint64 = 1
+	queue := func(n int) { // while the writer is held in Write
+		for range n {
+			send(id)
+			id++
+		}
+	}
+	<-c.entered // writing frame 0
+	queue(300)  // 300 KB: more than the writer keeps for reuse
+	c.release <- struct{}{}
+	<-c.entered // writing those 300
+	queue(1)
+	c.release <- struct{}{}
+	<-c.entered // writing that one
+	queue(1)    // must not land in the bytes being written
+	c.release <- struct{}{}
+	<-c.entered // writing the last
+	c.release <- struct{}{}
+	close(stop)
+	<-stopped
+	fr := frameReader{r: bufio.NewReader(&c.buf), limit: 1 << 20}
+	for want := range id {
+		kind, got, p, err := fr.next()
+		if err != nil || kind != kindResponse || got != want || !bytes.Equal(p, body(want)) {
+			t.Fatalf("frame %d: kind %d, call %d, %d bytes, err %v: corrupt", want, kind, got, len(p), err)
+		}
+	}
+}
+
+// Many senders queue small frames while the writer is stuck on a slow
+// reader, enough to pass the spare buffer's size: every frame must still
+// arrive whole and in each sender's order.
+func TestFrameWriterUnderLoad(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	w := newFrameWriter(a)
+	startWriter(t, w)
+	const senders, frames = 8, 400
+	payload := func(id uint64) []byte {
+		p := make([]byte, 1000+int(id%1500))
+		for i := range p {
+			p[i] = byte(id) + byte(i)
+		}
+		return p
+	}
+	errc := make(chan error, 1)
+	go func() {
+		fr := frameReader{r: bufio.NewReaderSize(b, 4096), limit: 1 << 20}
+		next := make([]uint64, senders)
+		for n := 0; n < senders*frames; n++ {
+			if n%20 == 0 {
+				time.Sleep(time.Millisecond) // a slow reader: the queue grows
+			}
+			kind, id, p, err := fr.next()
+			if err != nil {
+				errc <- err
+				return
+			}
+			s, seq := id>>32, id&0xffffffff
+			if kind != kindResponse || s >= senders || seq != next[s] || !bytes.Equal(p, append([]byte{7}, payload(id)...)) {
+				errc <- fmt.Errorf("frame %d: kind %d, sender %d seq %d (want %d), %d bytes: corrupt or out of order", n, kind, s, seq, next[min(s, senders-1)], len(p))
+				return
+			}
+			next[s]++
+		}
+		errc <- nil
+	}()
+	var wg sync.WaitGroup
+	for s := range uint64(senders) {
+		wg.Go(func() {
+			for i := range uint64(frames) {
+				if i%25 == 0 {
+					time.Sleep(500 * time.Microsecond) // keep queuing while the writer writes
+				}
+				id := s<<32 | i
+				if err := w.send(kindResponse, id, []byte{7}, payload(id), false); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -203,12 +203,27 @@ func (t *TLSTransport) Serve(ctx context.Context, d Dispatcher) error {
 	tl := tls.NewListener(t.ln, conf)
 	errc := make(chan error, 1)
 	wg.Go(func() {
+		var wait time.Duration
 		for {
 			c, err := tl.Accept()
 			if err != nil {
-				errc <- err
-				return
+				if errors.Is(err, net.ErrClosed) || sctx.Err() != nil {
+					errc <- err
+					return
+				}
+				// Out of file descriptors and the like: back off and go
+				// on, as net/http does, rather than stop serving.
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				t.log.Warn("accept failed; retrying", "err", err, "in", wait)
+				select {
+				case <-time.After(wait):
+				case <-sctx.Done():
+					errc <- nil
+					return
+				}
+				continue
 			}
+			wait = 0
 			wg.Go(func() { t.route(sctx, c.(*tls.Conn), h2, d) })
 		}
 	})
@@ -216,7 +231,9 @@ func (t *TLSTransport) Serve(ctx context.Context, d Dispatcher) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		err = fmt.Errorf("dht: serve %s: %w", t.self.Addr, err)
+		if err != nil {
+			err = fmt.Errorf("dht: serve %s: %w", t.self.Addr, err)
+		}
 	}
 	cancel()
 	t.ln.Close()
@@ -406,6 +423,7 @@ func (t *TLSTransport) Call(ctx context.Context, to Peer, method string, body []
 	if !ok {
 		v = t.cfg.Versions[0]
 	}
+	redialed := false
 	for attempt := 0; ; attempt++ {
 		var resp []byte
 		var err error
@@ -413,6 +431,21 @@ func (t *TLSTransport) Call(ctx context.Context, to Peer, method string, body []
 			resp, err = t.callFramed(ctx, fc, to, method, body, v)
 		} else {
 			resp, err = t.do(ctx, c, to, method, body, v)
+		}
+		if errors.Is(err, errIdleClosed) && !redialed {
+			// The connection was closed as idle just as this call
+			// began: nothing was sent. Dial again, once.
+			redialed = true
+			if fc, err = t.framedConn(ctx, to); err != nil {
+				return nil, dialError(ctx, method, to, err)
+			}
+			if fc == nil {
+				if c, err = t.client(to); err != nil {
+					return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, err)
+				}
+			}
+			attempt--
+			continue
 		}
 		var re *RemoteError
 		if attempt == 0 && errors.As(err, &re) && re.Status == statusVersion {
