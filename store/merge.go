@@ -43,10 +43,15 @@ func MergeAll(ctx context.Context, m RecordMerger, ms []RecordMerge) []MergeResu
 	return rs
 }
 
-// Limits of one coalesced batch.
+// Limits of one coalesced batch: its merges, and its bytes of names,
+// values and per-entry encoding (entryOverhead each, more than any wire
+// or disk encoding adds), far below a ring message's 8 MiB.
 const (
 	coalesceMaxMerges = 256
-	coalesceMaxBytes  = 2 << 20 // names and values
+	coalesceMaxBytes  = 2 << 20
+	entryOverhead     = 64
+	// unboundedBatch bounds a batch none of whose merges has a deadline.
+	unboundedBatch = time.Minute
 )
 
 // Coalescer turns concurrent MergeRecord calls into batches (group
@@ -74,6 +79,8 @@ type mergeWaiter struct {
 	size int
 	res  chan MergeResult    // its result, once its batch ran
 	lead chan []*mergeWaiter // a batch for it to run
+
+	leader bool // the batch it is in is its to run (under c.mu)
 }
 
 // NewCoalescer returns a Coalescer running batches with do, at most limit
@@ -97,7 +104,7 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 	}
 	size := 0
 	for _, e := range entries {
-		size += len(e.Name) + len(e.Value)
+		size += len(e.Name) + len(e.Value) + entryOverhead
 	}
 	w := &mergeWaiter{ctx: ctx, m: RecordMerge{Key: key, Entries: entries}, size: size,
 		res: make(chan MergeResult, 1), lead: make(chan []*mergeWaiter, 1)}
@@ -118,8 +125,12 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 		c.mu.Unlock()
 		return 0, ctx.Err()
 	}
+	leader := w.leader
 	c.mu.Unlock()
-	// Already taken into a batch: wait for it, or run it if it is ours to.
+	if !leader { // in a batch another runs: its result will go unread
+		return 0, ctx.Err()
+	}
+	// Ours to run, for the others in it, though we gave up.
 	select {
 	case r := <-w.res:
 		return r.Written, r.Err
@@ -153,13 +164,14 @@ func (c *Coalescer) next() {
 	}
 	batch := slices.Clone(c.waiting[:n])
 	c.waiting = slices.Delete(c.waiting, 0, n)
+	batch[0].leader = true
 	c.mu.Unlock()
 	batch[0].lead <- batch
 }
 
 // run runs a batch for its waiters and hands the slot on. The batch does
 // not end when its leader's context does (the others still wait on it),
-// only at the latest deadline among them.
+// only at the latest deadline among them (unboundedBatch if one has none).
 func (c *Coalescer) run(batch []*mergeWaiter) {
 	ms := make([]RecordMerge, len(batch))
 	var deadline time.Time
@@ -173,12 +185,11 @@ func (c *Coalescer) run(batch []*mergeWaiter) {
 			deadline = d
 		}
 	}
-	ctx := context.WithoutCancel(batch[0].ctx)
-	if bounded {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
+	if !bounded {
+		deadline = time.Now().Add(unboundedBatch)
 	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(batch[0].ctx), deadline)
+	defer cancel()
 	rs := c.do(ctx, ms)
 	for i, w := range batch {
 		w.res <- rs[i]

@@ -156,3 +156,40 @@ func TestCoalescerLimit(t *testing.T) {
 		t.Errorf("at most %d batches ran at once, want 3", most)
 	}
 }
+
+// A merge that gives up after its batch was formed returns at once; the
+// batch runs on for the others.
+func TestCoalescerCanceledMemberOfARunningBatch(t *testing.T) {
+	calls := make(chan []store.RecordMerge)
+	finish := make(chan struct{})
+	c := store.NewCoalescer(1, func(ctx context.Context, ms []store.RecordMerge) []store.MergeResult {
+		calls <- ms
+		<-finish
+		if err := ctx.Err(); err != nil {
+			t.Errorf("batch ran with its context ended: %v", err)
+		}
+		return make([]store.MergeResult, len(ms))
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{0}, entries(1)) })
+	<-calls // the first merge runs alone
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{1}, entries(1)) }) // will lead the batch
+	waitFor(t, "the leader to wait", func() bool { return c.Waiting() == 1 })
+	wg.Go(func() {
+		_, err := c.MergeRecord(ctx, store.Key{2}, entries(1))
+		errc <- err
+	})
+	waitFor(t, "both to wait", func() bool { return c.Waiting() == 2 })
+	finish <- struct{}{}             // the first ends: the two go as one batch
+	if ms := <-calls; len(ms) != 2 { // and it is running now
+		t.Fatalf("batch of %d merges, want 2", len(ms))
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("member that gave up: %v, want context.Canceled at once", err)
+	}
+	finish <- struct{}{}
+	wg.Wait()
+}

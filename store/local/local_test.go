@@ -254,6 +254,29 @@ func TestCorruptEntry(t *testing.T) {
 	}
 }
 
+// A damaged entry fails only the merge that touches it when merges share
+// a transaction (MergeRecords): the others of the batch are stored.
+func TestCorruptEntryInABatch(t *testing.T) {
+	s := openTest(t, Config{})
+	bad, good := store.Key{7}, store.Key{8}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(entryKey(bad, "n"), []byte{0x80})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e := store.Entry{Name: "n", Value: []byte("v"), Version: 1}
+	rs := s.MergeRecords(t.Context(), []store.RecordMerge{{Key: bad, Entries: []store.Entry{e}}, {Key: good, Entries: []store.Entry{e}}})
+	if !errors.Is(rs[0].Err, store.ErrCorrupt) {
+		t.Errorf("merge over the damaged entry: %v, want ErrCorrupt", rs[0].Err)
+	}
+	if rs[1].Err != nil || rs[1].Written != 1 {
+		t.Errorf("the other merge of the batch: wrote %d, %v; want 1, nil", rs[1].Written, rs[1].Err)
+	}
+	if got, err := s.GetRecord(t.Context(), good); err != nil || len(got) != 1 {
+		t.Errorf("record of the other merge: %v, %v", got, err)
+	}
+}
+
 func TestMessages(t *testing.T) {
 	s := openTest(t, Config{})
 	ctx := t.Context()

@@ -64,7 +64,6 @@ func (s *Store) MergeRecords(ctx context.Context, ms []store.RecordMerge) []stor
 	if err != nil {
 		return fail(err)
 	}
-	defer end()
 	err = s.update(ctx, d, func(txn *badger.Txn) error {
 		for i, b := range batches {
 			if b == nil {
@@ -78,7 +77,11 @@ func (s *Store) MergeRecords(ctx context.Context, ms []store.RecordMerge) []stor
 		}
 		return nil
 	})
-	if errors.Is(err, badger.ErrTxnTooBig) && valid > 1 { // one transaction each, then
+	end()
+	if err != nil && valid > 1 && ctx.Err() == nil {
+		// Too big for one transaction, a corrupt entry, conflicts past
+		// the retries: one transaction each, then, so that every merge
+		// fails or succeeds on its own.
 		for i, b := range batches {
 			if b != nil {
 				rs[i].Written, rs[i].Err = s.mergeRecord(ctx, ms[i].Key, b)
