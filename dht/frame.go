@@ -50,10 +50,11 @@ const (
 	bulkChunk     = 64 << 10
 	frameOverhead = 1 << 10 // room for the version, method and status before a body
 
-	maxHandlers  = 256              // calls one connection runs at once; its reader waits beyond
-	writeTimeout = 30 * time.Second // a peer that takes no bytes for this long is gone
-	idleTimeout  = 2 * time.Minute  // a client connection without calls is closed
-	h2Memory     = 10 * time.Minute // how long an address that spoke only HTTP/2 is called over it
+	maxHandlers     = 256              // calls one connection runs at once; its reader waits beyond
+	maxInlineWrites = 8                // writes a sender makes before the writer goroutine takes over
+	writeTimeout    = 30 * time.Second // a peer that takes no bytes for this long is gone
+	idleTimeout     = 2 * time.Minute  // a client connection without calls is closed
+	h2Memory        = 10 * time.Minute // how long an address that spoke only HTTP/2 is called over it
 )
 
 // errFrameTooLarge reports a message over the limit, whose bytes were
@@ -143,20 +144,24 @@ func (fr *frameReader) next() (kind byte, id uint64, payload []byte, err error) 
 	}
 }
 
-// frameWriter writes frames to a connection. Senders queue frames and
-// return; the connection's writer goroutine (run) writes everything
-// queued in each write, so frames queued while it writes share the next
-// TLS record and system call. Small frames go first; bulk messages are
-// written a chunk at a time between them. No sender ever writes: a caller
-// whose deadline passed is never held up pushing other callers' bytes.
+// frameWriter writes frames to a connection. A sender that finds nobody
+// writing writes at once, itself, what is queued (its frame, what others
+// queue meanwhile, a chunk of a bulk message each time), for at most
+// maxInlineWrites writes: no hand-off when the connection is quiet, and
+// under load many frames share one TLS record and system call. What is
+// still queued then goes to the connection's writer goroutine (run), so a
+// caller whose deadline passed is never held up long pushing other
+// callers' bytes. Small frames go first; bulk
+// messages are written a chunk at a time between them.
 type frameWriter struct {
 	c    net.Conn
-	wake chan struct{} // a frame was queued (capacity 1)
+	wake chan struct{} // frames wait for the writer goroutine (capacity 1)
 
 	mu    sync.Mutex
 	small []byte // whole small frames, encoded
 	spare []byte
 	bulk  []*bulkMsg
+	busy  bool // a write is under way
 	err   error
 }
 
@@ -198,8 +203,8 @@ func appendHeader(b []byte, kind byte, id uint64, n int) []byte {
 	return binary.BigEndian.AppendUint64(b, id)
 }
 
-// send queues the message prefix+body for the writer goroutine. body is
-// copied unless owned: the caller gives it up. It fails once the
+// send writes the message prefix+body, or queues it for whoever writes.
+// body is copied unless owned: the caller gives it up. It fails once the
 // connection has failed to write.
 func (w *frameWriter) send(kind byte, id uint64, prefix, body []byte, owned bool) error {
 	w.mu.Lock()
@@ -218,12 +223,28 @@ func (w *frameWriter) send(kind byte, id uint64, prefix, body []byte, owned bool
 		}
 		w.bulk = append(w.bulk, &bulkMsg{kind: kind, id: id, head: prefix, body: body, first: true})
 	}
+	if w.busy { // the writer sees this frame before it stops
+		w.mu.Unlock()
+		return nil
+	}
+	w.busy = true
+	for i := 0; i < maxInlineWrites && w.err == nil && w.writeOnce(); i++ {
+	}
+	w.busy = false
+	more, err := len(w.small) > 0 || len(w.bulk) > 0, w.err
 	w.mu.Unlock()
+	if more && err == nil {
+		w.kick()
+	}
+	return err
+}
+
+// kick wakes the writer goroutine.
+func (w *frameWriter) kick() {
 	select {
 	case w.wake <- struct{}{}:
 	default: // already woken
 	}
-	return nil
 }
 
 // drop removes the queued messages of call id that have not begun to go
@@ -250,39 +271,51 @@ func (w *frameWriter) run(stop <-chan struct{}) {
 }
 
 // flush writes everything queued, and what is queued meanwhile, until the
-// queue is empty.
+// queue is empty. A sender writing meanwhile kicks it again when done.
 func (w *frameWriter) flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.err == nil {
-		// out is written unlocked, so no one else may hold its array:
-		// senders append to the spare one meanwhile.
-		out := w.small
-		w.small, w.spare = w.spare[:0], nil
-		if len(w.bulk) > 0 {
-			var done bool
-			if out, done = w.bulk[0].chunk(out); done {
-				w.bulk[0] = nil
-				w.bulk = w.bulk[1:]
-			}
-		}
-		if len(out) == 0 {
-			w.spare = out[:0]
-			break
-		}
-		w.mu.Unlock()
-		w.c.SetWriteDeadline(time.Now().Add(writeTimeout))
-		_, err := w.c.Write(out)
-		w.mu.Lock()
-		if err != nil {
-			w.err = err
-			w.c.Close() // the reader sees it and fails the calls waiting
-		}
-		if cap(out) <= 4*bulkChunk { // else let a large one go
-			w.spare = out[:0]
+	if w.busy {
+		return w.err
+	}
+	w.busy = true
+	for w.err == nil && w.writeOnce() {
+	}
+	w.busy = false
+	return w.err
+}
+
+// writeOnce writes the small frames queued and the next chunk of a bulk
+// message in one write, and reports whether there was anything to write.
+// w.mu is held (and released during the write); w.busy is set.
+func (w *frameWriter) writeOnce() bool {
+	// out is written unlocked, so no one else may hold its array: senders
+	// append to the spare one meanwhile.
+	out := w.small
+	w.small, w.spare = w.spare[:0], nil
+	if len(w.bulk) > 0 {
+		var done bool
+		if out, done = w.bulk[0].chunk(out); done {
+			w.bulk[0] = nil
+			w.bulk = w.bulk[1:]
 		}
 	}
-	return w.err
+	if len(out) == 0 {
+		w.spare = out[:0]
+		return false
+	}
+	w.mu.Unlock()
+	w.c.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := w.c.Write(out)
+	w.mu.Lock()
+	if err != nil && w.err == nil {
+		w.err = err
+		w.c.Close() // the reader sees it and fails the calls waiting
+	}
+	if cap(out) <= 4*bulkChunk { // else let a large one go
+		w.spare = out[:0]
+	}
+	return true
 }
 
 // requestPrefix encodes what precedes a request's body.

@@ -232,15 +232,17 @@ func TestFrameWriterInterleavesSmallFrames(t *testing.T) {
 		}
 		got <- fs
 	}()
-	if err := w.send(kindResponse, 1, []byte{0}, make([]byte, 1<<20), true); err != nil {
-		t.Fatal(err)
-	}
+	bulkSent := make(chan error, 1)
+	go func() { bulkSent <- w.send(kindResponse, 1, []byte{0}, make([]byte, 1<<20), true) }()
 	<-firstRead
 	if err := w.send(kindResponse, 2, []byte{0}, []byte("pong"), false); err != nil {
 		t.Fatal(err)
 	}
 	close(smallSent)
 	fs := <-got
+	if err := <-bulkSent; err != nil {
+		t.Fatal(err)
+	}
 	last := -1
 	for i, f := range fs {
 		if f.id == 2 {
@@ -355,7 +357,8 @@ func TestFrameWriterKeepsQueuedFramesWhole(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	send(0)
+	sent0 := make(chan struct{})
+	go func() { defer close(sent0); send(0) }() // writes itself: nobody is writing
 	var id uint64 = 1
 	queue := func(n int) { // while the writer is held in Write
 		for range n {
@@ -374,6 +377,7 @@ func TestFrameWriterKeepsQueuedFramesWhole(t *testing.T) {
 	c.release <- struct{}{}
 	<-c.entered // writing the last
 	c.release <- struct{}{}
+	<-sent0 // its sender wrote everything, the writer goroutine nothing
 	close(stop)
 	<-stopped
 	fr := frameReader{r: bufio.NewReader(&c.buf), limit: 1 << 20}
