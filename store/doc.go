@@ -78,6 +78,16 @@
 // SyncWrites made every commit, soft or not, wait for its own fsync.
 // Config.NoSync fsyncs nothing.
 //
+// Record merges that arrive together share a transaction (group commit,
+// Coalescer): one transaction of each durability class runs at a time,
+// and the merges that arrive meanwhile make up the next one, so soft
+// state never waits behind an fsync. Across the ring the same happens per
+// peer: remote.Pool keeps one merge call in flight to each peer and sends
+// the merges that waited for it as one store.record.mergemany call
+// (BatchMerger), which that peer writes in one transaction. A lone merge
+// goes at once and alone; under load batches grow with the backlog. Each
+// merge of a batch still succeeds or fails on its own.
+//
 // Memory: badger's defaults hold about 86 MiB of heap per open database,
 // nearly all of it the arena of its 64 MiB memtable, allocated up front:
 // too much for a test that runs 16 peers in one process. The local store uses
