@@ -114,9 +114,7 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 	case r := <-w.res:
 		return r.Written, r.Err
 	case batch := <-w.lead:
-		c.run(batch)
-		r := <-w.res
-		return r.Written, r.Err
+		return c.lead(w, batch)
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
@@ -131,14 +129,14 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 		return 0, ctx.Err()
 	}
 	// Ours to run, for the others in it, though we gave up.
-	select {
-	case r := <-w.res:
-		return r.Written, r.Err
-	case batch := <-w.lead:
-		c.run(batch)
-		r := <-w.res
-		return r.Written, r.Err
-	}
+	return c.lead(w, <-w.lead)
+}
+
+// lead runs batch, which w leads, and returns w's own result.
+func (c *Coalescer) lead(w *mergeWaiter, batch []*mergeWaiter) (int, error) {
+	c.run(batch)
+	r := <-w.res
+	return r.Written, r.Err
 }
 
 // Waiting returns how many merges wait for a batch.
