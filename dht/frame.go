@@ -151,8 +151,8 @@ func (fr *frameReader) next() (kind byte, id uint64, payload []byte, err error) 
 // under load many frames share one TLS record and system call. What is
 // still queued then goes to the connection's writer goroutine (run), so a
 // caller whose deadline passed is never held up long pushing other
-// callers' bytes. Small frames go first; bulk
-// messages are written a chunk at a time between them.
+// callers' bytes. Small frames go first; bulk messages are written a
+// chunk at a time between them.
 type frameWriter struct {
 	c    net.Conn
 	wake chan struct{} // frames wait for the writer goroutine (capacity 1)
@@ -635,7 +635,7 @@ func (t *TLSTransport) callFramed(ctx context.Context, fc *fconn, to Peer, metho
 	return r.body, nil
 }
 
-// closeFramed closes every framed client connection.
+// closeFramedLocked closes every framed client connection; t.mu is held.
 func (t *TLSTransport) closeFramedLocked() {
 	for _, s := range t.fconns {
 		select {
@@ -718,7 +718,7 @@ func (t *TLSTransport) serveFramed(ctx context.Context, c *tls.Conn, d Dispatche
 		case err != nil:
 			respond(id, statusBadRequest, []byte("malformed request: "+err.Error()))
 			continue
-		case !containsInt(t.cfg.Versions, ver):
+		case !slices.Contains(t.cfg.Versions, ver):
 			respond(id, statusVersion, []byte(joinInts(t.cfg.Versions)))
 			continue
 		case len(body) > t.cfg.MaxMessage:
@@ -736,7 +736,7 @@ func (t *TLSTransport) serveFramed(ctx context.Context, c *tls.Conn, d Dispatche
 		mu.Unlock()
 		handlers.Go(func() {
 			defer func() { <-slots }()
-			resp, err := d.Dispatch(hctx, &Request{From: from, Version: ver, Method: method, Body: body})
+			status, resp := t.dispatch(hctx, d, &Request{From: from, Version: ver, Method: method, Body: body})
 			mu.Lock()
 			delete(running, id)
 			mu.Unlock()
@@ -748,26 +748,9 @@ func (t *TLSTransport) serveFramed(ctx context.Context, c *tls.Conn, d Dispatche
 				// error of ours).
 				return
 			}
-			if err == nil && len(resp) > t.cfg.MaxMessage {
-				err = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(resp))
-			}
-			t.met.Add(from, len(resp), len(method)+len(body))
-			if err != nil {
-				respond(id, statusOf(err), []byte(err.Error()))
-				return
-			}
-			respond(id, statusOK, resp)
+			respond(id, status, resp)
 		})
 	}
-}
-
-func containsInt(vs []int, v int) bool {
-	for _, x := range vs {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // handoff is a net.Listener whose connections are pushed to it: the

@@ -292,17 +292,28 @@ func (t *TLSTransport) serveHTTP(w http.ResponseWriter, r *http.Request, d Dispa
 		http.Error(w, "read request body: "+err.Error(), statusBadRequest)
 		return
 	}
-	resp, err := d.Dispatch(r.Context(), &Request{From: from, Version: ver, Method: method, Body: body})
-	if err == nil && len(resp) > t.cfg.MaxMessage {
-		err = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(resp))
-	}
-	t.met.Add(from, len(resp), len(method)+len(body))
-	if err != nil {
-		http.Error(w, err.Error(), statusOf(err))
+	status, resp := t.dispatch(r.Context(), d, &Request{From: from, Version: ver, Method: method, Body: body})
+	if status != statusOK {
+		http.Error(w, string(resp), status)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(resp)
+}
+
+// dispatch answers one call, in either protocol: statusOK and the
+// handler's response, or the status and message of its error (a response
+// over MaxMessage is ErrTooLarge). It counts the call's traffic.
+func (t *TLSTransport) dispatch(ctx context.Context, d Dispatcher, req *Request) (int, []byte) {
+	resp, err := d.Dispatch(ctx, req)
+	if err == nil && len(resp) > t.cfg.MaxMessage {
+		err = fmt.Errorf("%w: response of %d bytes", ErrTooLarge, len(resp))
+	}
+	t.met.Add(req.From, len(resp), len(req.Method)+len(req.Body))
+	if err != nil {
+		return statusOf(err), []byte(err.Error())
+	}
+	return statusOK, resp
 }
 
 // admit checks a caller's certificate chain (see verifyPeer), caching

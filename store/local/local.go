@@ -170,8 +170,8 @@ func open(dir string, cfg Config, tune func(dir string, cfg Config, log badger.L
 	}
 	// One transaction of each class at a time: the merges that arrive
 	// meanwhile make up the next, which shares its commit (and fsync).
-	s.softMerges = store.NewCoalescer(1, s.MergeRecords)
-	s.durableMerges = store.NewCoalescer(1, s.MergeRecords)
+	s.softMerges = store.NewCoalescer(1, s.mergeCollapsed)
+	s.durableMerges = store.NewCoalescer(1, s.mergeCollapsed)
 
 	db, err := badger.Open(tune(dir, cfg, badgerLogger{log}))
 	if err != nil {

@@ -34,66 +34,66 @@ func (s *Store) MergeRecord(ctx context.Context, key store.Key, entries []store.
 // written in one transaction, synced if any of them must be.
 func (s *Store) MergeRecords(ctx context.Context, ms []store.RecordMerge) []store.MergeResult {
 	rs := make([]store.MergeResult, len(ms))
-	batches := make([][]store.Entry, len(ms))
-	d, valid := unsynced, 0
-	now := time.Now()
+	valid := make([]store.RecordMerge, 0, len(ms))
+	at := make([]int, 0, len(ms)) // valid[j] is ms[at[j]]
 	for i, m := range ms {
 		b, err := collapse(m.Entries)
 		if err != nil {
 			rs[i].Err = fmt.Errorf("store: merge record %s: %w", m.Key, err)
 			continue
 		}
-		batches[i] = b
-		valid++
-		if recordDurability(b, now, s.softExpiry) == synced {
+		valid = append(valid, store.RecordMerge{Key: m.Key, Entries: b})
+		at = append(at, i)
+	}
+	for j, r := range s.mergeCollapsed(ctx, valid) {
+		rs[at[j]] = r
+	}
+	return rs
+}
+
+// mergeCollapsed writes merges whose entries collapse has checked and
+// merged, in one transaction, synced if any of them must be. Should that
+// transaction fail (too big, a corrupt entry, conflicts past the
+// retries), each merge gets one of its own, so that every merge fails or
+// succeeds on its own.
+func (s *Store) mergeCollapsed(ctx context.Context, ms []store.RecordMerge) []store.MergeResult {
+	rs := make([]store.MergeResult, len(ms))
+	if len(ms) == 0 {
+		return rs
+	}
+	d, now := unsynced, time.Now()
+	for _, m := range ms {
+		if recordDurability(m.Entries, now, s.softExpiry) == synced {
 			d = synced
 		}
 	}
-	if valid == 0 {
-		return rs
-	}
-	fail := func(err error) []store.MergeResult {
-		for i := range rs {
-			if batches[i] != nil {
-				rs[i] = store.MergeResult{Err: fmt.Errorf("store: merge record %s: %w", ms[i].Key, err)}
-			}
-		}
-		return rs
-	}
 	end, err := s.begin(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	err = s.update(ctx, d, func(txn *badger.Txn) error {
-		for i, b := range batches {
-			if b == nil {
-				continue
-			}
-			n, err := mergeIn(txn, ms[i].Key, b)
-			if err != nil {
-				return err
-			}
-			rs[i].Written = n
-		}
-		return nil
-	})
-	end()
-	if err != nil && valid > 1 && ctx.Err() == nil {
-		// Too big for one transaction, a corrupt entry, conflicts past
-		// the retries: one transaction each, then, so that every merge
-		// fails or succeeds on its own.
-		for i, b := range batches {
-			if b != nil {
-				rs[i].Written, rs[i].Err = s.mergeRecord(ctx, ms[i].Key, b)
-				if rs[i].Err != nil {
-					rs[i].Err = fmt.Errorf("store: merge record %s: %w", ms[i].Key, rs[i].Err)
+	if err == nil {
+		err = s.update(ctx, d, func(txn *badger.Txn) error {
+			for i, m := range ms {
+				n, err := mergeIn(txn, m.Key, m.Entries)
+				if err != nil {
+					return err
 				}
+				rs[i].Written = n
 			}
-		}
-		return rs
+			return nil
+		})
+		end()
 	}
-	if err != nil {
-		return fail(err)
+	if err != nil && len(ms) > 1 && ctx.Err() == nil {
+		for i, m := range ms {
+			rs[i].Written, rs[i].Err = s.mergeRecord(ctx, m.Key, m.Entries)
+		}
+	} else if err != nil {
+		for i := range rs {
+			rs[i] = store.MergeResult{Err: err}
+		}
+	}
+	for i, m := range ms {
+		if rs[i].Err != nil {
+			rs[i].Err = fmt.Errorf("store: merge record %s: %w", m.Key, rs[i].Err)
+		}
 	}
 	return rs
 }

@@ -56,7 +56,7 @@ type mergeQueue struct {
 }
 
 // maxPoolPeers bounds the peers a Pool keeps batching state for; past it,
-// idle ones are forgotten.
+// all of it is forgotten (a cache: calls in flight keep theirs).
 const maxPoolPeers = 4096
 
 // oldPeerMemory is how long a peer that did not know mergemany is sent
@@ -76,12 +76,10 @@ func (p *Pool) Store(peer dht.Peer) *Store {
 	q := p.queues[peer]
 	if q == nil {
 		if len(p.queues) >= maxPoolPeers {
-			clear(p.queues) // batching state is a cache: calls in flight keep theirs
+			clear(p.queues)
 		}
-		s := &Store{c: p.c, peer: peer}
 		q = &mergeQueue{}
-		s.q = q
-		q.co = store.NewCoalescer(1, s.MergeRecords)
+		q.co = store.NewCoalescer(1, (&Store{c: p.c, peer: peer, q: q}).MergeRecords)
 		p.queues[peer] = q
 	}
 	return &Store{c: p.c, peer: peer, q: q}
@@ -224,8 +222,17 @@ func (s *Store) mergeOne(ctx context.Context, key store.Key, entries []store.Ent
 	if err != nil {
 		return 0, fmt.Errorf("remote: merge record %s on %s: %w", key, s.peer, err)
 	}
+	n, err := mergeCount(b)
+	if err != nil {
+		return 0, fmt.Errorf("remote: merge record %s on %s: %w", key, s.peer, err)
+	}
+	return n, nil
+}
+
+// mergeCount reads the answer of a merge: how many entries it wrote.
+func mergeCount(b []byte) (int, error) {
 	if len(b) != 4 {
-		return 0, fmt.Errorf("remote: merge record %s on %s: %w: bad count", key, s.peer, errMalformed)
+		return 0, fmt.Errorf("%w: bad count", errMalformed)
 	}
 	return int(binary.BigEndian.Uint32(b)), nil
 }
@@ -267,10 +274,8 @@ func (s *Store) MergeRecords(ctx context.Context, ms []store.RecordMerge) []stor
 			case r.err != nil:
 			case aerr != nil:
 				rs[i].Err = aerr
-			case len(a) != 4:
-				r.err = fmt.Errorf("%w: bad count", errMalformed)
 			default:
-				rs[i].Written = int(binary.BigEndian.Uint32(a))
+				rs[i].Written, r.err = mergeCount(a)
 			}
 		}
 		err = r.done()
