@@ -189,7 +189,7 @@ func (v *voicemail) notify(ctx context.Context, aor string, sub subscription, ne
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := v.s.client.Do(ctx, req, sipgo.ClientRequestBuild)
+	res, err := v.s.client.Do(ctx, req, sipgo.ClientRequestBuild, v.s.fromListener)
 	v.notifies.Add(1)
 	switch {
 	case err != nil:

@@ -91,7 +91,7 @@ func (s *Server) forwardInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	tx.OnCancel(func(*sip.Request) { stop() })
-	ctc, err := s.client.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia)
+	ctc, err := s.client.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia, s.fromListener)
 	if err != nil {
 		s.log.Info("sip: forward in dialog", "req", req.StartLine(), "err", err)
 		s.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable (next hop unreachable)")
@@ -130,7 +130,7 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
-	if err := s.client.WriteRequest(fwd, sipgo.ClientRequestAddVia); err != nil {
+	if err := s.client.WriteRequest(fwd, sipgo.ClientRequestAddVia, s.fromListener); err != nil {
 		s.log.Info("sip: forward ACK", "to", fwd.Recipient.String(), "err", err)
 	}
 }
@@ -248,7 +248,7 @@ func (s *Server) fork(ctx context.Context, req *sip.Request, tx sip.ServerTransa
 			return 0, true
 		}
 		fwd.PrependHeader(rr.Clone())
-		ctc, err := s.client.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia)
+		ctc, err := s.client.TransactionRequest(ctx, fwd, sipgo.ClientRequestAddVia, s.fromListener)
 		if err != nil {
 			s.log.Info("sip: fork", "contact", b.Contact, "err", err)
 			continue
@@ -380,7 +380,7 @@ func (s *Server) cancelBranch(ctx context.Context, b *branch, wg *sync.WaitGroup
 	wg.Go(func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, err := s.client.Do(cctx, c, sipgo.ClientRequestBuild); err != nil {
+		if _, err := s.client.Do(cctx, c, sipgo.ClientRequestBuild, s.fromListener); err != nil {
 			s.log.Debug("sip: cancel branch", "to", b.req.Recipient.String(), "err", err)
 		}
 	})

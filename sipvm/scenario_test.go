@@ -58,6 +58,14 @@ func TestRingCall(t *testing.T) {
 		if rr := d.InviteResponse.GetHeaders("Record-Route"); len(rr) == 0 {
 			t.Fatalf("200 OK has no Record-Route: in-dialog requests would bypass the ring")
 		}
+		// The INVITE came from peer 4's SIP port, which a phone behind NAT
+		// can be reached from, not from a socket of its own.
+		alice.mu.Lock()
+		src := alice.inCall.Source()
+		alice.mu.Unlock()
+		if src != r.sip(4).Addr() {
+			t.Errorf("alice got the INVITE from %s, want peer 4's SIP address %s", src, r.sip(4).Addr())
+		}
 		if err := d.Ack(cctx); err != nil {
 			t.Fatalf("ack: %v", err)
 		}

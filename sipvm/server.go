@@ -104,9 +104,10 @@ type Server struct {
 	advHost string
 	advPort int
 
-	udp  net.PacketConn
-	tcp  net.Listener
-	tlsL net.Listener
+	udp   net.PacketConn
+	front *udpFront // takes the REGISTERs off udp
+	tcp   net.Listener
+	tlsL  net.Listener
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -306,6 +307,7 @@ func (s *Server) build() error {
 		ua.Close()
 		return fmt.Errorf("sipvm: %w", err)
 	}
+	s.front = newUDPFront(s, s.udp)
 	s.srv.OnRegister(s.checked(s.onRegister))
 	s.srv.OnOptions(s.checked(s.onOptions))
 	s.srv.OnInvite(s.checked(s.onInvite))
@@ -358,7 +360,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		})
 	}
-	serve(func() error { return s.srv.ServeUDP(s.udp) })
+	serve(func() error { return s.srv.ServeUDP(s.front) })
 	serve(func() error { return s.srv.ServeTCP(s.tcp) })
 	if s.tlsL != nil {
 		serve(func() error { return s.srv.ServeTLS(s.tlsL) })
@@ -374,6 +376,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 	s.Close()
 	wg.Wait()
+	s.front.stop()
 	s.calls.Wait()
 	return err
 }

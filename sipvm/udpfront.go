@@ -1,0 +1,303 @@
+package sipvm
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// udpFront stands between the UDP socket and sipgo. It takes REGISTER
+// requests off the socket and has a pool of workers answer them, each
+// as its own transaction kept in a table of answers (answered) rather
+// than a sipgo transaction; everything else goes on to sipgo unchanged.
+//
+// Why: a REGISTER is the whole of a storm's load, and sipgo spends on
+// each what the registrar does not need. It reads and parses every
+// datagram in one goroutine, starts a goroutine per request, whose stack
+// grows through the registrar and the ring, and keeps a transaction with
+// its timers for 32 s after the answer. Here the parsing happens in the
+// workers, in parallel, the workers' stacks are already grown, and the
+// state kept after an answer is the answer's bytes, only for REGISTERs
+// that carried credentials. Kamailio's registrar, the benchmark's anchor,
+// answers REGISTER statelessly.
+//
+// Retransmissions (RFC 3261 §17.2.2): a REGISTER with credentials that
+// comes again with the branch of one in progress is dropped; after the
+// answer, it gets the same answer again, for 32–64 s. A REGISTER without
+// credentials is answered afresh (a new 401 costs no ring I/O and changes
+// nothing).
+//
+// REGISTERs over TCP and TLS still go through sipgo.
+type udpFront struct {
+	net.PacketConn // the socket: writes, addresses and Close pass through
+
+	s        *Server
+	handle   func(*sip.Request, sip.ServerTransaction) // the checked registrar
+	parser   *sip.Parser
+	work     *workers
+	answered *answered
+	resent   atomic.Uint64 // REGISTERs that came again: dropped or answered again
+}
+
+func newUDPFront(s *Server, c net.PacketConn) *udpFront {
+	return &udpFront{PacketConn: c, s: s, handle: s.checked(s.onRegister), parser: sip.NewParser(),
+		work: newWorkers(10 * time.Second), answered: newAnswered(64*sip.T1, maxAnswered)}
+}
+
+// maxAnswered bounds each generation of the table of answers: past it, a
+// generation is dropped early (about 50 MiB of answers each).
+const maxAnswered = 100_000
+
+// ReadFrom is sipgo's read: it returns the next datagram that is not a
+// REGISTER, and hands REGISTERs to the workers on the way.
+func (f *udpFront) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := f.PacketConn.ReadFrom(p)
+		if err != nil || !bytes.HasPrefix(p[:n], []byte("REGISTER ")) {
+			return n, addr, err
+		}
+		b := bytes.Clone(p[:n])
+		if !f.work.do(func() { f.register(b, addr) }) {
+			return n, addr, nil // stopping: sipgo answers it
+		}
+	}
+}
+
+// stop ends the workers once their requests are answered. ReadFrom hands
+// REGISTERs to sipgo from then on.
+func (f *udpFront) stop() { f.work.stop() }
+
+// register answers one REGISTER datagram b from addr.
+func (f *udpFront) register(b []byte, addr net.Addr) {
+	msg, err := f.parser.ParseSIP(b)
+	if err != nil {
+		f.s.log.Debug("sip: unparsable REGISTER dropped", "from", addr.String(), "err", err)
+		return
+	}
+	req, ok := msg.(*sip.Request)
+	if !ok {
+		return
+	}
+	req.SetTransport("UDP")
+	req.SetSource(addr.String())
+	tx := &udpTx{f: f, addr: addr}
+	via := req.Via()
+	if via == nil || req.CallID() == nil || req.CSeq() == nil {
+		f.s.respond(req, tx, sip.StatusBadRequest, "Bad Request (missing Via, Call-ID or CSeq)")
+		return
+	}
+	if req.GetHeader("Authorization") != nil {
+		tx.key = answerKey(req, via, addr)
+		old, seen := f.answered.begin(tx.key, time.Now())
+		if seen {
+			f.resent.Add(1)
+		}
+		switch {
+		case seen && old != nil: // answered before: the same answer
+			if _, err := f.WriteTo(old, addr); err != nil {
+				f.s.log.Debug("sip: repeat answer to REGISTER", "err", err)
+			}
+			return
+		case seen: // in progress
+			return
+		}
+		defer func() {
+			if !tx.final {
+				f.answered.forget(tx.key)
+			}
+		}()
+	}
+	f.handle(req, tx)
+}
+
+// answerKey names req's transaction: the branch of its top Via and the
+// address it came from (RFC 3261 §17.2.3; a branch without the magic
+// cookie of RFC 3261 is a pre-3261 client's, made unique with Call-ID and
+// CSeq).
+func answerKey(req *sip.Request, via *sip.ViaHeader, addr net.Addr) string {
+	branch, _ := via.Params.Get("branch")
+	k := branch + "|" + addr.String()
+	if len(branch) < 7 || branch[:7] != sip.RFC3261BranchMagicCookie {
+		k += "|" + string(*req.CallID()) + "|" + req.CSeq().Value()
+	}
+	return k
+}
+
+// udpTx is the transaction of a REGISTER taken by udpFront: its answer is
+// sent straight to the address the request came from, and a final answer
+// to a REGISTER with credentials is kept for its retransmissions.
+type udpTx struct {
+	f     *udpFront
+	addr  net.Addr
+	key   string // in f.answered; "" for none
+	final bool
+}
+
+var _ sip.ServerTransaction = (*udpTx)(nil)
+
+var sipBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Respond sends res to where the request came from.
+func (t *udpTx) Respond(res *sip.Response) error {
+	buf := sipBufs.Get().(*bytes.Buffer)
+	defer sipBufs.Put(buf)
+	buf.Reset()
+	res.StringWrite(buf)
+	if buf.Len() > sip.UDPMTUSize-200 {
+		return sip.ErrUDPMTUCongestion
+	}
+	if res.StatusCode >= 200 && !t.final {
+		t.final = true
+		if t.key != "" {
+			t.f.answered.finish(t.key, bytes.Clone(buf.Bytes()))
+		}
+	}
+	_, err := t.f.WriteTo(buf.Bytes(), t.addr)
+	return err
+}
+
+// The rest of sip.ServerTransaction: a REGISTER has no ACK or CANCEL,
+// and its transaction ends with its answer.
+func (t *udpTx) Acks() <-chan *sip.Request          { return nil }
+func (t *udpTx) OnCancel(sip.FnTxCancel) bool       { return false }
+func (t *udpTx) Terminate()                         {}
+func (t *udpTx) OnTerminate(sip.FnTxTerminate) bool { return false }
+func (t *udpTx) Err() error                         { return nil }
+func (t *udpTx) Done() <-chan struct{}              { return closedChan }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// answered keeps the final answers to REGISTERs with credentials, and
+// marks the ones in progress (a nil answer), for between ttl and twice
+// ttl: two generations of a map, the older dropped as a whole each ttl,
+// or when the newer holds max.
+type answered struct {
+	ttl time.Duration
+	max int
+
+	mu        sync.Mutex
+	cur, prev map[string][]byte
+	since     time.Time // when cur began
+}
+
+func newAnswered(ttl time.Duration, max int) *answered {
+	return &answered{ttl: ttl, max: max, cur: map[string][]byte{}, prev: map[string][]byte{}}
+}
+
+// begin returns the answer kept for key, or seen true and a nil answer
+// when it is in progress, or marks it in progress and returns seen false.
+func (a *answered) begin(key string, now time.Time) (answer []byte, seen bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if v, ok := a.cur[key]; ok {
+		return v, true
+	}
+	if v, ok := a.prev[key]; ok {
+		return v, true
+	}
+	if now.Sub(a.since) >= a.ttl || len(a.cur) >= a.max {
+		a.prev, a.cur, a.since = a.cur, make(map[string][]byte, len(a.cur)), now
+	}
+	a.cur[key] = nil
+	return nil, false
+}
+
+// finish keeps answer for key.
+func (a *answered) finish(key string, answer []byte) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.prev[key]; ok {
+		a.prev[key] = answer
+		return
+	}
+	a.cur[key] = answer
+}
+
+// forget drops key, in progress but left unanswered.
+func (a *answered) forget(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.cur, key)
+	delete(a.prev, key)
+}
+
+// workers runs functions on goroutines that stay for the next one while
+// work keeps coming, so their stacks, grown by the first, serve the rest.
+// A function finding no idle worker starts one; a worker idle for idle
+// ends.
+type workers struct {
+	idle time.Duration
+	jobs chan func() // unbuffered: a send succeeds only to an idle worker
+
+	mu      sync.RWMutex
+	stopped bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newWorkers(idle time.Duration) *workers {
+	return &workers{idle: idle, jobs: make(chan func()), quit: make(chan struct{})}
+}
+
+// do runs f on a worker and reports true, or reports false after stop.
+func (w *workers) do(f func()) bool {
+	select {
+	case w.jobs <- f:
+		return true
+	default:
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.stopped {
+		return false
+	}
+	w.wg.Go(func() {
+		f()
+		t := time.NewTimer(w.idle)
+		defer t.Stop()
+		for {
+			select {
+			case f := <-w.jobs:
+				f()
+				t.Reset(w.idle)
+			case <-t.C:
+				return
+			case <-w.quit:
+				return
+			}
+		}
+	})
+	return true
+}
+
+// stop ends the workers as they finish, and waits for them.
+func (w *workers) stop() {
+	w.mu.Lock()
+	if !w.stopped {
+		w.stopped = true
+		close(w.quit)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// fromListener is a sipgo request option: a request over UDP leaves from
+// the SIP port itself, where phones registered from and send to, so that
+// their NAT bindings and firewalls let it in, rather than from a new
+// socket. (sipgo picks the listener only for addresses it has read a
+// datagram from, and udpFront keeps REGISTERs from it.)
+func (s *Server) fromListener(_ *sipgo.Client, req *sip.Request) error {
+	if req.Laddr.IP != nil || !strings.EqualFold(req.Transport(), "UDP") {
+		return nil
+	}
+	if a, ok := s.udp.LocalAddr().(*net.UDPAddr); ok {
+		req.Laddr = sip.Addr{IP: a.IP, Port: a.Port}
+	}
+	return nil
+}
