@@ -10,6 +10,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/voicering/voicering/sipvm/workers"
 )
 
 // udpFront stands between the UDP socket and sipgo. It takes REGISTER
@@ -40,14 +42,14 @@ type udpFront struct {
 	s        *Server
 	handle   func(*sip.Request, sip.ServerTransaction) // the checked registrar
 	parser   *sip.Parser
-	work     *workers
+	work     *workers.Pool
 	answered *answered
 	resent   atomic.Uint64 // REGISTERs that came again: dropped or answered again
 }
 
 func newUDPFront(s *Server, c net.PacketConn) *udpFront {
 	return &udpFront{PacketConn: c, s: s, handle: s.checked(s.onRegister), parser: sip.NewParser(),
-		work: newWorkers(10 * time.Second), answered: newAnswered(64*sip.T1, maxAnswered)}
+		work: workers.New(10 * time.Second), answered: newAnswered(64*sip.T1, maxAnswered)}
 }
 
 // maxAnswered bounds each generation of the table of answers: past it, a
@@ -63,7 +65,7 @@ func (f *udpFront) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, err
 		}
 		b := bytes.Clone(p[:n])
-		if !f.work.do(func() { f.register(b, addr) }) {
+		if !f.work.Do(func() { f.register(b, addr) }) {
 			return n, addr, nil // stopping: sipgo answers it
 		}
 	}
@@ -71,7 +73,7 @@ func (f *udpFront) ReadFrom(p []byte) (int, net.Addr, error) {
 
 // stop ends the workers once their requests are answered. ReadFrom hands
 // REGISTERs to sipgo from then on.
-func (f *udpFront) stop() { f.work.stop() }
+func (f *udpFront) stop() { f.work.Stop() }
 
 // register answers one REGISTER datagram b from addr.
 func (f *udpFront) register(b []byte, addr net.Addr) {
@@ -225,66 +227,6 @@ func (a *answered) forget(key string) {
 	defer a.mu.Unlock()
 	delete(a.cur, key)
 	delete(a.prev, key)
-}
-
-// workers runs functions on goroutines that stay for the next one while
-// work keeps coming, so their stacks, grown by the first, serve the rest.
-// A function finding no idle worker starts one; a worker idle for idle
-// ends.
-type workers struct {
-	idle time.Duration
-	jobs chan func() // unbuffered: a send succeeds only to an idle worker
-
-	mu      sync.RWMutex
-	stopped bool
-	quit    chan struct{}
-	wg      sync.WaitGroup
-}
-
-func newWorkers(idle time.Duration) *workers {
-	return &workers{idle: idle, jobs: make(chan func()), quit: make(chan struct{})}
-}
-
-// do runs f on a worker and reports true, or reports false after stop.
-func (w *workers) do(f func()) bool {
-	select {
-	case w.jobs <- f:
-		return true
-	default:
-	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if w.stopped {
-		return false
-	}
-	w.wg.Go(func() {
-		f()
-		t := time.NewTimer(w.idle)
-		defer t.Stop()
-		for {
-			select {
-			case f := <-w.jobs:
-				f()
-				t.Reset(w.idle)
-			case <-t.C:
-				return
-			case <-w.quit:
-				return
-			}
-		}
-	})
-	return true
-}
-
-// stop ends the workers as they finish, and waits for them.
-func (w *workers) stop() {
-	w.mu.Lock()
-	if !w.stopped {
-		w.stopped = true
-		close(w.quit)
-	}
-	w.mu.Unlock()
-	w.wg.Wait()
 }
 
 // fromListener is a sipgo request option: a request over UDP leaves from

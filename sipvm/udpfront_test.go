@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,56 +150,5 @@ func TestAnsweredGenerations(t *testing.T) {
 	}
 	if _, seen := a.begin("k3", at(28)); !seen {
 		t.Error("k3 forgotten one generation after its own")
-	}
-}
-
-// stop waits for the functions running, and do refuses work after it.
-func TestWorkersStop(t *testing.T) {
-	w := newWorkers(time.Minute)
-	release := make(chan struct{})
-	var ran atomic.Int32
-	for range 50 {
-		if !w.do(func() { <-release; ran.Add(1) }) {
-			t.Fatal("do refused work before stop")
-		}
-	}
-	stopped := make(chan struct{})
-	go func() { w.stop(); close(stopped) }()
-	select {
-	case <-stopped:
-		t.Fatal("stop returned while work was running")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(release)
-	<-stopped
-	if got := ran.Load(); got != 50 {
-		t.Errorf("%d functions ran, want 50", got)
-	}
-	if w.do(func() { t.Error("ran after stop") }) {
-		t.Error("do took work after stop")
-	}
-}
-
-// Idle workers take the next function rather than new goroutines.
-func TestWorkersReused(t *testing.T) {
-	w := newWorkers(time.Minute)
-	defer w.stop()
-	done := make(chan struct{})
-	w.do(func() { close(done) })
-	<-done
-	// The worker is idle (or about to be): within a while a send finds it.
-	var reused bool
-	for range 1000 {
-		select {
-		case w.jobs <- func() {}:
-			reused = true
-		default:
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		break
-	}
-	if !reused {
-		t.Error("no worker waited for the next function")
 	}
 }
