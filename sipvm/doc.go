@@ -38,6 +38,23 @@
 // Wrong credentials get 403, missing ones 401; a user may register only
 // their own address of record.
 //
+// # REGISTER over UDP
+//
+// REGISTERs over UDP do not go through sipgo's transaction layer. The
+// server reads the UDP socket first (udpFront): REGISTER datagrams go to a
+// pool of workers (package workers), which parse them in parallel and
+// answer each one themselves; every other datagram goes on to sipgo.
+// Retransmissions still make one transaction (RFC 3261 §17.2.2). A
+// REGISTER with credentials that arrives again while the first is at the
+// ring is dropped. One arriving after the answer gets the same answer
+// again, byte for byte, from a table that keeps final answers for 32–64 s
+// (at most 2 × 100,000 of them). A REGISTER without credentials is simply
+// challenged again. REGISTERs over TCP and TLS go through sipgo.
+//
+// Requests the proxy sends over UDP leave from the SIP port, the address
+// phones registered from and send to. Their NAT bindings and firewalls
+// then let in calls and NOTIFYs from it.
+//
 // # Routing
 //
 // An INVITE for a user of the domain is proxied statefully to every
