@@ -2,7 +2,9 @@ package sipvm
 
 import (
 	"bytes"
+	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,9 +33,11 @@ import (
 //
 // Retransmissions (RFC 3261 §17.2.2): a REGISTER with credentials that
 // comes again with the branch of one in progress is dropped; after the
-// answer, it gets the same answer again, for 32–64 s. A REGISTER without
-// credentials is answered afresh (a new 401 costs no ring I/O and changes
-// nothing).
+// answer, it gets the same answer again, for 32–64 s (less on a peer
+// answering over 3,000 such REGISTERs a second, when a generation fills
+// early: a copy that misses is refused as a replayed nonce, 401 stale, and
+// the phone authenticates anew). A REGISTER without credentials is
+// answered afresh (a new 401 costs no ring I/O and changes nothing).
 //
 // REGISTERs over TCP and TLS still go through sipgo.
 type udpFront struct {
@@ -45,6 +49,9 @@ type udpFront struct {
 	work     *workers.Pool
 	answered *answered
 	resent   atomic.Uint64 // REGISTERs that came again: dropped or answered again
+	// reading is set while sipgo reads the socket, which it has then
+	// filed as the listener that fromListener names.
+	reading atomic.Bool
 }
 
 func newUDPFront(s *Server, c net.PacketConn) *udpFront {
@@ -59,10 +66,15 @@ const maxAnswered = 100_000
 // ReadFrom is sipgo's read: it returns the next datagram that is not a
 // REGISTER, and hands REGISTERs to the workers on the way.
 func (f *udpFront) ReadFrom(p []byte) (int, net.Addr, error) {
+	f.reading.Store(true)
 	for {
 		n, addr, err := f.PacketConn.ReadFrom(p)
-		if err != nil || !bytes.HasPrefix(p[:n], []byte("REGISTER ")) {
+		if err != nil {
+			f.reading.Store(false) // sipgo stops reading and drops the listener
 			return n, addr, err
+		}
+		if !bytes.HasPrefix(p[:n], []byte("REGISTER ")) {
+			return n, addr, nil
 		}
 		b := bytes.Clone(p[:n])
 		if !f.work.Do(func() { f.register(b, addr) }) {
@@ -90,19 +102,22 @@ func (f *udpFront) register(b []byte, addr net.Addr) {
 	req.SetSource(addr.String())
 	tx := &udpTx{f: f, addr: addr}
 	via := req.Via()
+	if via != nil {
+		tx.addr = replyAddr(addr, via)
+	}
 	if via == nil || req.CallID() == nil || req.CSeq() == nil {
 		f.s.respond(req, tx, sip.StatusBadRequest, "Bad Request (missing Via, Call-ID or CSeq)")
 		return
 	}
 	if req.GetHeader("Authorization") != nil {
-		tx.key = answerKey(req, via, addr)
+		tx.key = answerKey(req, via)
 		old, seen := f.answered.begin(tx.key, time.Now())
 		if seen {
 			f.resent.Add(1)
 		}
 		switch {
 		case seen && old != nil: // answered before: the same answer
-			if _, err := f.WriteTo(old, addr); err != nil {
+			if _, err := f.WriteTo(old, tx.addr); err != nil {
 				f.s.log.Debug("sip: repeat answer to REGISTER", "err", err)
 			}
 			return
@@ -118,22 +133,40 @@ func (f *udpFront) register(b []byte, addr net.Addr) {
 	f.handle(req, tx)
 }
 
-// answerKey names req's transaction: the branch of its top Via and the
-// address it came from (RFC 3261 §17.2.3; a branch without the magic
-// cookie of RFC 3261 is a pre-3261 client's, made unique with Call-ID and
-// CSeq).
-func answerKey(req *sip.Request, via *sip.ViaHeader, addr net.Addr) string {
+// answerKey names req's transaction (RFC 3261 §17.2.3): the branch and
+// sent-by of its top Via. A branch without RFC 3261's magic cookie is a
+// pre-3261 client's, made unique with Call-ID and CSeq.
+func answerKey(req *sip.Request, via *sip.ViaHeader) string {
 	branch, _ := via.Params.Get("branch")
-	k := branch + "|" + addr.String()
+	k := branch + "|" + via.Host + ":" + strconv.Itoa(via.Port)
 	if len(branch) < 7 || branch[:7] != sip.RFC3261BranchMagicCookie {
 		k += "|" + string(*req.CallID()) + "|" + req.CSeq().Value()
 	}
 	return k
 }
 
+// replyAddr is where the answer to a request over UDP from src goes (RFC
+// 3261 §18.2.2, RFC 3581), as sipgo sends it: the source address with the
+// port of the top Via, or the source port when the Via asks for rport.
+func replyAddr(src net.Addr, via *sip.ViaHeader) net.Addr {
+	ua, ok := src.(*net.UDPAddr)
+	if !ok {
+		return src
+	}
+	if v, ok := via.Params.Get("rport"); ok && v == "" {
+		return src
+	}
+	port := via.Port
+	if port == 0 {
+		port = sip.DefaultUdpPort
+	}
+	return &net.UDPAddr{IP: ua.IP, Port: port, Zone: ua.Zone}
+}
+
 // udpTx is the transaction of a REGISTER taken by udpFront: its answer is
-// sent straight to the address the request came from, and a final answer
-// to a REGISTER with credentials is kept for its retransmissions.
+// sent to addr (replyAddr), and a final answer to a REGISTER with
+// credentials is kept for its retransmissions. A second final answer is
+// refused.
 type udpTx struct {
 	f     *udpFront
 	addr  net.Addr
@@ -143,10 +176,16 @@ type udpTx struct {
 
 var _ sip.ServerTransaction = (*udpTx)(nil)
 
+// errAnswered refuses a response after the final one.
+var errAnswered = errors.New("sipvm: the REGISTER was answered already")
+
 var sipBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Respond sends res to where the request came from.
 func (t *udpTx) Respond(res *sip.Response) error {
+	if t.final {
+		return errAnswered
+	}
 	buf := sipBufs.Get().(*bytes.Buffer)
 	defer sipBufs.Put(buf)
 	buf.Reset()
@@ -235,7 +274,9 @@ func (a *answered) forget(key string) {
 // socket. (sipgo picks the listener only for addresses it has read a
 // datagram from, and udpFront keeps REGISTERs from it.)
 func (s *Server) fromListener(_ *sipgo.Client, req *sip.Request) error {
-	if req.Laddr.IP != nil || !strings.EqualFold(req.Transport(), "UDP") {
+	// Only while sipgo has the socket filed: else it would bind the SIP
+	// port anew (before Serve reads, or once it has stopped).
+	if req.Laddr.IP != nil || !strings.EqualFold(req.Transport(), "UDP") || !s.front.reading.Load() {
 		return nil
 	}
 	if a, ok := s.udp.LocalAddr().(*net.UDPAddr); ok {

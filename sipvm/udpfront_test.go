@@ -78,7 +78,9 @@ func TestRegisterRetransmissionIsOneTransaction(t *testing.T) {
 		return res.StatusCode
 	}
 
-	req := authenticatedRegister(s, 1)
+	// rport: answers go to the socket sending, not to the Via's port.
+	rport := func(b []byte) []byte { return bytes.Replace(b, []byte(";branch="), []byte(";rport;branch="), 1) }
+	req := rport(authenticatedRegister(s, 1))
 	send(req)
 	<-gated.entered // the first is at the ring
 	send(req)       // resent meanwhile
@@ -107,7 +109,7 @@ func TestRegisterRetransmissionIsOneTransaction(t *testing.T) {
 	}
 
 	// A new transaction, with the next nonce count, is answered anew.
-	send(authenticatedRegister(s, 2))
+	send(rport(authenticatedRegister(s, 2)))
 	if got := status(recv("the answer to a new REGISTER")); got != sip.StatusOK {
 		t.Errorf("the next REGISTER answered %d, want 200", got)
 	}
@@ -150,5 +152,24 @@ func TestAnsweredGenerations(t *testing.T) {
 	}
 	if _, seen := a.begin("k3", at(28)); !seen {
 		t.Error("k3 forgotten one generation after its own")
+	}
+}
+
+// Answers go where RFC 3261 §18.2.2 and RFC 3581 say: the source address
+// with the top Via's port, or the source port when the Via asks for rport.
+func TestReplyAddr(t *testing.T) {
+	src := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000}
+	for _, c := range []struct{ via, want string }{
+		{"SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1", "192.0.2.7:5070"},
+		{"SIP/2.0/UDP 10.0.0.5:5070;rport;branch=z9hG4bK1", "192.0.2.7:40000"},
+		{"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1", "192.0.2.7:5060"},
+	} {
+		m, err := sip.ParseMessage([]byte("REGISTER sip:example.com SIP/2.0\r\nVia: " + c.via + "\r\nContent-Length: 0\r\n\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := replyAddr(src, m.(*sip.Request).Via()).String(); got != c.want {
+			t.Errorf("Via %q: answer to %s, want %s", c.via, got, c.want)
+		}
 	}
 }
