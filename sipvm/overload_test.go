@@ -52,6 +52,20 @@ func (l *lockedLog) String() string {
 	return l.b.String()
 }
 
+// serveUntilCleanup runs s.Serve until the test ends, and checks that it
+// returned nil.
+func serveUntilCleanup(t *testing.T, s *Server) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+}
+
 // Beyond MaxRegistrations in progress, a REGISTER is refused at once with
 // 503 and a Retry-After, rather than queued; the ones admitted complete.
 func TestRegistrationStormIsShed(t *testing.T) {
@@ -72,15 +86,7 @@ func TestRegistrationStormIsShed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveUntilCleanup(t, s)
 	server := s.udp.LocalAddr().String()
 
 	type result struct {
