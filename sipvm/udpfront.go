@@ -193,7 +193,7 @@ func (t *udpTx) Respond(res *sip.Response) error {
 	if buf.Len() > sip.UDPMTUSize-200 {
 		return sip.ErrUDPMTUCongestion
 	}
-	if res.StatusCode >= 200 && !t.final {
+	if res.StatusCode >= 200 {
 		t.final = true
 		if t.key != "" {
 			t.f.answered.finish(t.key, bytes.Clone(buf.Bytes()))

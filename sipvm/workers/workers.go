@@ -32,8 +32,9 @@ func New(idle time.Duration) *Pool {
 	return &Pool{idle: idle, jobs: make(chan func()), quit: make(chan struct{})}
 }
 
-// Do runs f on one of the Pool's goroutines and reports true, or reports
-// false, without running f, once Stop has begun.
+// Do runs f on one of the Pool's goroutines and reports true. Once Stop
+// has begun it starts no goroutine: f runs only if an idle one takes it,
+// else Do reports false without running f.
 func (p *Pool) Do(f func()) bool {
 	select {
 	case p.jobs <- f:

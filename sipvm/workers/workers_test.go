@@ -45,19 +45,17 @@ func TestReused(t *testing.T) {
 	done := make(chan struct{})
 	p.Do(func() { close(done) })
 	<-done
-	var reused bool
-	for range 1000 { // the goroutine is idle, or about to be
+	// The goroutine is idle, or about to be: wait until it takes a function
+	// sent only to an idle goroutine.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		select {
 		case p.jobs <- func() {}:
-			reused = true
+			return
 		default:
-			time.Sleep(time.Millisecond)
-			continue
 		}
-		break
-	}
-	if !reused {
-		t.Error("no goroutine waited for the next function")
+		if time.Now().After(deadline) {
+			t.Fatal("no goroutine waited for the next function within 10 s")
+		}
 	}
 }
 
