@@ -85,8 +85,11 @@
 // peer: remote.Pool keeps one merge call in flight to each peer and sends
 // the merges that waited for it as one store.record.mergemany call
 // (BatchMerger), which that peer writes in one transaction. A lone merge
-// goes at once and alone; under load batches grow with the backlog. Each
-// merge of a batch still succeeds or fails on its own.
+// goes at once and alone; under load batches grow with the backlog. A
+// steady stream of merges that each find nothing in flight would still go
+// one by one, so soft-state merges and merges to other peers linger
+// (MergeLinger, 10 ms) for company while they arrive at least two per
+// linger. Each merge of a batch still succeeds or fails on its own.
 //
 // Memory: badger's defaults hold about 86 MiB of heap per open database,
 // nearly all of it the arena of its 64 MiB memtable, allocated up front:

@@ -62,15 +62,30 @@ const (
 // a store pays one transaction or round trip per batch instead of per
 // merge.
 //
+// With a linger (SetLinger), a merge that finds a free slot while merges
+// arrive quickly waits up to the linger for others to join its batch, the
+// way a disk log's group commit waits for company: a steady stream of
+// merges that each found the slot free would otherwise go one per
+// transaction or round trip. It lingers only while, over the recent
+// arrivals, at least two merges come per linger: an idle store still
+// sends a lone merge at once.
+//
 // Coalescer is safe for concurrent use and starts no goroutines: callers
 // do the work.
 type Coalescer struct {
 	do    func(context.Context, []RecordMerge) []MergeResult
 	limit int
 
+	// The clock and the linger's wait; tests replace them.
+	now  func() time.Time
+	wait func(ctx context.Context, d time.Duration)
+
 	mu      sync.Mutex
 	running int
 	waiting []*mergeWaiter
+	linger  time.Duration
+	last    time.Time     // when the last merge arrived
+	gap     time.Duration // moving average of the time between arrivals
 }
 
 type mergeWaiter struct {
@@ -86,7 +101,55 @@ type mergeWaiter struct {
 // NewCoalescer returns a Coalescer running batches with do, at most limit
 // at once (at least 1). do returns one result per merge, in order.
 func NewCoalescer(limit int, do func(ctx context.Context, ms []RecordMerge) []MergeResult) *Coalescer {
-	return &Coalescer{do: do, limit: max(limit, 1)}
+	return &Coalescer{do: do, limit: max(limit, 1), now: time.Now, wait: waitLinger}
+}
+
+// SetLinger sets how long a merge that would go alone waits for company
+// while merges arrive at least two per d; zero (the default) never waits.
+func (c *Coalescer) SetLinger(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.linger = max(d, 0)
+	c.gap = gapCeiling * c.linger
+}
+
+// MergeLinger is the linger of the record merges a peer writes to its
+// own store as soft state and sends to other peers (remote.Pool): under a
+// registration storm, replica writes then go in batches of many per
+// transaction and round trip (BENCHMARKS.md, REGISTER). It adds at most
+// this much to a write, and only under load.
+const MergeLinger = 10 * time.Millisecond
+
+// gapCeiling bounds, in lingers, the time between two arrivals that the
+// moving average takes in: after an idle spell, a few quick arrivals make
+// the Coalescer linger again.
+const gapCeiling = 4
+
+// arrived records a merge's arrival and returns how long it should linger
+// if it finds a slot free: the linger while the moving average of the
+// time between arrivals (over about the last eight) is at most half of
+// it, else zero. Called under c.mu.
+func (c *Coalescer) arrived() time.Duration {
+	if c.linger == 0 {
+		return 0
+	}
+	now := c.now()
+	gap := min(now.Sub(c.last), gapCeiling*c.linger)
+	c.last = now
+	c.gap += (gap - c.gap) / 8
+	if 2*c.gap > c.linger {
+		return 0
+	}
+	return c.linger
+}
+
+func waitLinger(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // MergeRecord merges entries into record key through the next batch.
@@ -95,19 +158,18 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 		return 0, err
 	}
 	c.mu.Lock()
+	linger := c.arrived()
 	if c.running < c.limit {
 		c.running++
 		c.mu.Unlock()
+		if linger > 0 {
+			return c.gather(ctx, key, entries, linger)
+		}
 		r := c.do(ctx, []RecordMerge{{Key: key, Entries: entries}})[0]
 		c.next()
 		return r.Written, r.Err
 	}
-	size := 0
-	for _, e := range entries {
-		size += len(e.Name) + len(e.Value) + entryOverhead
-	}
-	w := &mergeWaiter{ctx: ctx, m: RecordMerge{Key: key, Entries: entries}, size: size,
-		res: make(chan MergeResult, 1), lead: make(chan []*mergeWaiter, 1)}
+	w := newWaiter(ctx, key, entries)
 	c.waiting = append(c.waiting, w)
 	c.mu.Unlock()
 	select {
@@ -130,6 +192,53 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 	}
 	// Ours to run, for the others in it, though we gave up.
 	return c.lead(w, <-w.lead)
+}
+
+func newWaiter(ctx context.Context, key Key, entries []Entry) *mergeWaiter {
+	size := 0
+	for _, e := range entries {
+		size += len(e.Name) + len(e.Value) + entryOverhead
+	}
+	return &mergeWaiter{ctx: ctx, m: RecordMerge{Key: key, Entries: entries}, size: size,
+		res: make(chan MergeResult, 1), lead: make(chan []*mergeWaiter, 1)}
+}
+
+// gather lingers, holding the slot it took, while the merges that arrive
+// wait; then it runs them in one batch behind its own merge. It never
+// lingers past half of the time its context's deadline leaves. If the
+// context ends meanwhile, its merge is dropped, unwritten, and the
+// merges that waited go on as the next batch.
+func (c *Coalescer) gather(ctx context.Context, key Key, entries []Entry, linger time.Duration) (int, error) {
+	if d, ok := ctx.Deadline(); ok {
+		linger = min(linger, time.Until(d)/2)
+	}
+	c.wait(ctx, linger)
+	if err := ctx.Err(); err != nil {
+		c.next()
+		return 0, err
+	}
+	w := newWaiter(ctx, key, entries)
+	c.mu.Lock()
+	batch := c.take(w)
+	c.mu.Unlock()
+	c.run(batch)
+	r := <-w.res
+	return r.Written, r.Err
+}
+
+// take returns a batch of first and the merges waiting behind it, within
+// the batch limits, and removes them from the waiting. Called under c.mu.
+func (c *Coalescer) take(first *mergeWaiter) []*mergeWaiter {
+	batch := []*mergeWaiter{first}
+	size := first.size
+	n := 0
+	for n < len(c.waiting) && len(batch) < coalesceMaxMerges && size+c.waiting[n].size <= coalesceMaxBytes {
+		size += c.waiting[n].size
+		batch = append(batch, c.waiting[n])
+		n++
+	}
+	c.waiting = slices.Delete(c.waiting, 0, n)
+	return batch
 }
 
 // lead runs batch, which w leads, and returns w's own result.
@@ -155,14 +264,10 @@ func (c *Coalescer) next() {
 		c.mu.Unlock()
 		return
 	}
-	n, size := 0, 0
-	for n < len(c.waiting) && n < coalesceMaxMerges && (n == 0 || size+c.waiting[n].size <= coalesceMaxBytes) {
-		size += c.waiting[n].size
-		n++
-	}
-	batch := slices.Clone(c.waiting[:n])
-	c.waiting = slices.Delete(c.waiting, 0, n)
-	batch[0].leader = true
+	first := c.waiting[0]
+	c.waiting = slices.Delete(c.waiting, 0, 1)
+	batch := c.take(first)
+	first.leader = true
 	c.mu.Unlock()
 	batch[0].lead <- batch
 }

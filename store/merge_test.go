@@ -193,3 +193,179 @@ func TestCoalescerCanceledMemberOfARunningBatch(t *testing.T) {
 	finish <- struct{}{}
 	wg.Wait()
 }
+
+// lingerClock is a Coalescer's clock, moved by hand, and its linger's
+// wait, which blocks until the test releases it.
+type lingerClock struct {
+	mu      sync.Mutex
+	t       time.Time
+	waits   []time.Duration
+	hold    bool          // lingers block until release
+	waiting chan struct{} // a held linger began
+	release chan struct{} // end the held lingers
+}
+
+func newLingerClock() *lingerClock {
+	return &lingerClock{t: time.Unix(1e9, 0), waiting: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (k *lingerClock) now() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.t
+}
+
+func (k *lingerClock) advance(d time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.t = k.t.Add(d)
+}
+
+func (k *lingerClock) wait(ctx context.Context, d time.Duration) {
+	k.mu.Lock()
+	k.waits = append(k.waits, d)
+	hold := k.hold
+	k.mu.Unlock()
+	if hold {
+		k.waiting <- struct{}{}
+		select {
+		case <-k.release:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// untilOneLingers sends merges with keys {1, i}, one per millisecond of
+// k's clock, each under ctx(i), until one lingers (k must hold lingers),
+// and returns its i. The merges run in wg.
+func untilOneLingers(t *testing.T, c *store.Coalescer, k *lingerClock, wg *sync.WaitGroup, ctx func(i int) context.Context) int {
+	t.Helper()
+	for i := range 100 {
+		k.advance(time.Millisecond)
+		done := make(chan struct{})
+		wg.Go(func() {
+			defer close(done)
+			c.MergeRecord(ctx(i), store.Key{1, byte(i)}, entries(1))
+		})
+		select {
+		case <-done:
+		case <-k.waiting:
+			return i
+		}
+	}
+	t.Fatal("no merge lingered at one per millisecond with a 10 ms linger")
+	return -1
+}
+
+func (k *lingerClock) lingered() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.waits)
+}
+
+// Under a steady stream of merges that each find the slot free, a merge
+// lingers for company and the merges that come meanwhile share its batch;
+// a lone merge after an idle spell goes at once.
+func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
+	l := newBatchLog()
+	close(l.release) // batches run at once
+	c := store.NewCoalescer(1, l.do)
+	k := newLingerClock()
+	store.SetLingerClock(c, k.now, k.wait)
+	const linger = 10 * time.Millisecond
+	c.SetLinger(linger)
+
+	// A merge every 6 ms: fewer than two per linger. None lingers.
+	for i := range 40 {
+		k.advance(6 * time.Millisecond)
+		if _, err := c.MergeRecord(t.Context(), store.Key{byte(i)}, entries(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := k.lingered(); n != 0 {
+		t.Fatalf("%d merges lingered at one per 6 ms with a 10 ms linger; want none", n)
+	}
+	k.mu.Lock()
+	k.hold = true
+	k.mu.Unlock()
+	// A merge every millisecond: once the average says so, one lingers.
+	var wg sync.WaitGroup
+	leader := untilOneLingers(t, c, k, &wg, func(int) context.Context { return t.Context() })
+	for i := range 5 {
+		k.advance(time.Millisecond)
+		wg.Go(func() { c.MergeRecord(t.Context(), store.Key{2, byte(i)}, entries(1)) })
+	}
+	waitFor(t, "five merges to wait behind the lingering one", func() bool { return c.Waiting() == 5 })
+	close(k.release)
+	wg.Wait()
+	l.mu.Lock()
+	last := l.batches[len(l.batches)-1]
+	l.mu.Unlock()
+	if len(last) != 6 || last[0] != (store.Key{1, byte(leader)}) {
+		t.Errorf("last batch %v: want the lingering merge first and the five that came meanwhile", last)
+	}
+	if k.waits[0] != linger {
+		t.Errorf("lingered %v, want %v", k.waits[0], linger)
+	}
+
+	// After an idle second, a lone merge goes at once.
+	k.advance(time.Second)
+	before := k.lingered()
+	if n, err := c.MergeRecord(t.Context(), store.Key{3}, entries(2)); n != 2 || err != nil {
+		t.Errorf("merge after an idle spell: %d, %v", n, err)
+	}
+	if k.lingered() != before {
+		t.Error("a lone merge after an idle second lingered")
+	}
+}
+
+// A merge whose context ends while it lingers is not written; the merges
+// that waited behind it still go, as a batch of their own.
+func TestCoalescerCanceledLingerLeavesTheBatch(t *testing.T) {
+	l := newBatchLog()
+	close(l.release)
+	c := store.NewCoalescer(1, l.do)
+	k := newLingerClock()
+	k.hold = true
+	store.SetLingerClock(c, k.now, k.wait)
+	c.SetLinger(10 * time.Millisecond)
+	var wg sync.WaitGroup
+	ctxs := make([]context.Context, 100)
+	cancels := make([]context.CancelFunc, 100)
+	for i := range ctxs {
+		ctxs[i], cancels[i] = context.WithCancel(t.Context())
+		defer cancels[i]()
+	}
+	errs := make([]error, 100)
+	var mu sync.Mutex
+	leader := untilOneLingers(t, c, k, &wg, func(i int) context.Context {
+		return ctxs[i]
+	})
+	for i := range 3 {
+		wg.Go(func() {
+			_, err := c.MergeRecord(t.Context(), store.Key{2, byte(i)}, entries(1))
+			mu.Lock()
+			errs[i] = err
+			mu.Unlock()
+		})
+	}
+	waitFor(t, "three merges to wait behind the lingering one", func() bool { return c.Waiting() == 3 })
+	cancels[leader]()
+	wg.Wait()
+	for i, err := range errs[:3] {
+		if err != nil {
+			t.Errorf("merge %d behind the canceled one: %v", i, err)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.batches {
+		if slices.Contains(b, store.Key{1, byte(leader)}) {
+			t.Errorf("the merge canceled while it lingered went in batch %v", b)
+		}
+	}
+	last := l.batches[len(l.batches)-1]
+	if len(last) != 3 || slices.ContainsFunc(last, func(k store.Key) bool { return k[0] != 2 }) {
+		t.Errorf("last batch %v: want the three that waited", last)
+	}
+}

@@ -170,7 +170,11 @@ func open(dir string, cfg Config, tune func(dir string, cfg Config, log badger.L
 	}
 	// One transaction of each class at a time: the merges that arrive
 	// meanwhile make up the next, which shares its commit (and fsync).
+	// Soft state also lingers for company under load; durable merges
+	// wait for an fsync anyway, and the merges that come meanwhile
+	// share it.
 	s.softMerges = store.NewCoalescer(1, s.mergeCollapsed)
+	s.softMerges.SetLinger(store.MergeLinger)
 	s.durableMerges = store.NewCoalescer(1, s.mergeCollapsed)
 
 	db, err := badger.Open(tune(dir, cfg, badgerLogger{log}))

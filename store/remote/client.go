@@ -37,7 +37,9 @@ func New(c dht.Caller, peer dht.Peer) *Store { return &Store{c: c, peer: peer} }
 // Pool hands out the stores of other peers, called through one caller,
 // and batches the record merges sent to each peer: while a merge to a
 // peer is in flight, the merges that follow wait and go together in the
-// next call (store.Coalescer), which the peer writes in one transaction.
+// next call (store.Coalescer), which the peer writes in one transaction;
+// while merges to a peer come at least two per store.MergeLinger, a merge
+// that finds no call in flight waits that long for others to go with it.
 // Under load a replica write then costs a fraction of a round trip; an
 // idle peer sees each merge at once, as without a Pool.
 //
@@ -80,6 +82,7 @@ func (p *Pool) Store(peer dht.Peer) *Store {
 		}
 		q = &mergeQueue{}
 		q.co = store.NewCoalescer(1, (&Store{c: p.c, peer: peer, q: q}).MergeRecords)
+		q.co.SetLinger(store.MergeLinger)
 		p.queues[peer] = q
 	}
 	return &Store{c: p.c, peer: peer, q: q}
