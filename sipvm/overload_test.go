@@ -117,8 +117,14 @@ func TestRegistrationStormIsShed(t *testing.T) {
 	if n, err := strconv.Atoi(ra.Value()); err != nil || n < 1 || n > 10 {
 		t.Errorf("Retry-After %q, want 1–10 seconds", ra.Value())
 	}
-	if got := s.Shed(); got != 1 {
-		t.Errorf("Shed() = %d, want 1", got)
+	// It was refused before its challenge: while every slot is taken, a
+	// REGISTER without credentials gets 503, not 401.
+	res, err = register(t, server, "bob", false)
+	if err != nil || res.StatusCode != sip.StatusServiceUnavailable {
+		t.Fatalf("bob's REGISTER without credentials, the only slot taken: %v %v, want 503", res, err)
+	}
+	if got := s.Shed(); got != 2 {
+		t.Errorf("Shed() = %d, want 2", got)
 	}
 	if !strings.Contains(logged.String(), "registration storm") || !strings.Contains(logged.String(), "refused=1") {
 		t.Errorf("no log line says REGISTERs were refused; the log:\n%s", logged.String())
@@ -137,6 +143,13 @@ func TestRegistrationStormIsShed(t *testing.T) {
 // UDP server, answering the digest challenge, and returns the final
 // response.
 func digestRegister(t *testing.T, server, user string) (*sip.Response, error) {
+	t.Helper()
+	return register(t, server, user, true)
+}
+
+// register sends user's REGISTER to server and, if digest is set,
+// answers its challenge; it returns the final response.
+func register(t *testing.T, server, user string, digest bool) (*sip.Response, error) {
 	t.Helper()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(user), sipgo.WithUserAgentHostname("127.0.0.1"))
 	if err != nil {
@@ -159,7 +172,7 @@ func digestRegister(t *testing.T, server, user string) (*sip.Response, error) {
 	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: "192.0.2.1", Port: 5060}})
 	req.AppendHeader(sip.NewHeader("Expires", "600"))
 	res, err := client.Do(ctx, req)
-	if err != nil || res.StatusCode != sip.StatusUnauthorized {
+	if err != nil || res.StatusCode != sip.StatusUnauthorized || !digest {
 		return res, err
 	}
 	req.SetDestination(server)

@@ -206,6 +206,12 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		defer func() { <-s.regSlots }()
+	} else if s.regSlots != nil && len(s.regSlots) == cap(s.regSlots) {
+		// Every slot is taken: a challenge now would start a
+		// registration whose second leg finds none. Refusing it here
+		// leaves the CPU to the registrations under way.
+		s.refuseStorm(req, tx)
+		return
 	}
 	user, ok := s.authenticate(ctx, req, tx)
 	if !ok {
@@ -332,19 +338,26 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 
 // admit takes a registration slot, or answers 503 and returns false when
 // MaxRegistrations are in progress. A REGISTER without credentials needs
-// no slot: its 401 costs no ring I/O. The caller gives the slot back.
+// no slot (its 401 costs no ring I/O), but is refused while all are
+// taken. The caller gives the slot back.
 func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 	select {
 	case s.regSlots <- struct{}{}:
 		return true
 	default:
 	}
+	s.refuseStorm(req, tx)
+	return false
+}
+
+// refuseStorm answers a REGISTER 503 because MaxRegistrations are in
+// progress, and counts it.
+func (s *Server) refuseStorm(req *sip.Request, tx sip.ServerTransaction) {
 	n := s.shed.Add(1)
 	s.logShed(n)
 	// Spread the retries: phones told the same delay come back together.
 	s.respond(req, tx, sip.StatusServiceUnavailable, "Service Unavailable (too many registrations in progress; retry later)",
 		sip.NewHeader("Retry-After", strconv.Itoa(1+rand.IntN(10))))
-	return false
 }
 
 // logShed says, at most every 10 s, how many REGISTERs were refused since

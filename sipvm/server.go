@@ -76,8 +76,11 @@ type Config struct {
 	// with a random Retry-After of 1–10 s, instead of joining the queue:
 	// under a registration storm (every phone re-registering after an
 	// outage) the peer keeps serving at capacity rather than slowing
-	// every request until all time out. Zero: DefaultMaxRegistrations;
-	// negative: no limit.
+	// every request until all time out. While all are taken, a REGISTER
+	// without credentials is refused too, rather than challenged: its
+	// second leg would find no slot, so the peer spends what it has on the
+	// registrations under way. Zero: DefaultMaxRegistrations; negative: no
+	// limit.
 	MaxRegistrations int
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
