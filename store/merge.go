@@ -92,8 +92,10 @@ type mergeWaiter struct {
 	ctx  context.Context
 	m    RecordMerge
 	size int
-	res  chan MergeResult    // its result, once its batch ran
-	lead chan []*mergeWaiter // a batch for it to run
+	// msg brings a waiter its result, once its batch ran; first, to the
+	// leader of a batch, the batch to run. One channel, as merges are
+	// many: a batch's leader reads the batch before it runs it.
+	msg chan waiterMsg
 
 	leader bool // the batch it is in is its to run (under c.mu)
 }
@@ -173,10 +175,11 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 	c.waiting = append(c.waiting, w)
 	c.mu.Unlock()
 	select {
-	case r := <-w.res:
-		return r.Written, r.Err
-	case batch := <-w.lead:
-		return c.lead(w, batch)
+	case m := <-w.msg:
+		if m.lead != nil {
+			return c.lead(w, m.lead)
+		}
+		return m.res.Written, m.res.Err
 	case <-ctx.Done():
 	}
 	c.mu.Lock()
@@ -191,7 +194,13 @@ func (c *Coalescer) MergeRecord(ctx context.Context, key Key, entries []Entry) (
 		return 0, ctx.Err()
 	}
 	// Ours to run, for the others in it, though we gave up.
-	return c.lead(w, <-w.lead)
+	return c.lead(w, (<-w.msg).lead)
+}
+
+// waiterMsg is a batch to lead, or else a result.
+type waiterMsg struct {
+	lead []*mergeWaiter
+	res  MergeResult
 }
 
 func newWaiter(ctx context.Context, key Key, entries []Entry) *mergeWaiter {
@@ -200,7 +209,7 @@ func newWaiter(ctx context.Context, key Key, entries []Entry) *mergeWaiter {
 		size += len(e.Name) + len(e.Value) + entryOverhead
 	}
 	return &mergeWaiter{ctx: ctx, m: RecordMerge{Key: key, Entries: entries}, size: size,
-		res: make(chan MergeResult, 1), lead: make(chan []*mergeWaiter, 1)}
+		msg: make(chan waiterMsg, 1)}
 }
 
 // gather lingers, holding the slot it took, while the merges that arrive
@@ -222,7 +231,7 @@ func (c *Coalescer) gather(ctx context.Context, key Key, entries []Entry, linger
 	batch := c.take(w)
 	c.mu.Unlock()
 	c.run(batch)
-	r := <-w.res
+	r := (<-w.msg).res
 	return r.Written, r.Err
 }
 
@@ -244,7 +253,7 @@ func (c *Coalescer) take(first *mergeWaiter) []*mergeWaiter {
 // lead runs batch, which w leads, and returns w's own result.
 func (c *Coalescer) lead(w *mergeWaiter, batch []*mergeWaiter) (int, error) {
 	c.run(batch)
-	r := <-w.res
+	r := (<-w.msg).res
 	return r.Written, r.Err
 }
 
@@ -269,7 +278,7 @@ func (c *Coalescer) next() {
 	batch := c.take(first)
 	first.leader = true
 	c.mu.Unlock()
-	batch[0].lead <- batch
+	batch[0].msg <- waiterMsg{lead: batch}
 }
 
 // run runs a batch for its waiters and hands the slot on. The batch does
@@ -295,7 +304,7 @@ func (c *Coalescer) run(batch []*mergeWaiter) {
 	defer cancel()
 	rs := c.do(ctx, ms)
 	for i, w := range batch {
-		w.res <- rs[i]
+		w.msg <- waiterMsg{res: rs[i]}
 	}
 	c.next()
 }

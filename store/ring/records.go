@@ -399,17 +399,23 @@ func lookupRetry(ctx context.Context, l Locator, key dht.ID, n int) ([]dht.Peer,
 
 // each calls f with the index and store of every peer at once, each call
 // bounded by CallTimeout, and returns each peer's error in peer order.
+// The last call runs on the caller's goroutine, which would only wait:
+// a new goroutine grows its stack afresh for each replica write.
 func (r *Records) each(ctx context.Context, peers []dht.Peer, f func(context.Context, int, Backend) error) []error {
 	errs := make([]error, len(peers))
+	call := func(i int, p dht.Peer) {
+		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+		defer cancel()
+		if err := f(cctx, i, r.cfg.Dial(p)); err != nil {
+			errs[i] = fmt.Errorf("replica %s: %w", p, err)
+		}
+	}
 	var wg sync.WaitGroup
-	for i, p := range peers {
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-			defer cancel()
-			if err := f(cctx, i, r.cfg.Dial(p)); err != nil {
-				errs[i] = fmt.Errorf("replica %s: %w", p, err)
-			}
-		})
+	for i, p := range peers[:max(len(peers)-1, 0)] {
+		wg.Go(func() { call(i, p) })
+	}
+	if n := len(peers); n > 0 {
+		call(n-1, peers[n-1])
 	}
 	wg.Wait()
 	return errs
