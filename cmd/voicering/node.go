@@ -42,7 +42,7 @@ func nodeCommand() *cli.Command {
 			&cli.StringFlag{Name: "sip-key", Usage: "TLS key `FILE` (PEM) for --sip-cert"},
 			&cli.StringFlag{Name: "vm-key", EnvVars: []string{"VOICERING_VM_KEY"}, Usage: "the ring's voicemail key `FILE` (from `voicering vm key init`), the same on every SIP peer; default: DIR/voicemail.key of --data, this peer's own (voicemail deposited through other SIP peers is then unreadable here)"},
 			&cli.DurationFlag{Name: "ring-timeout", Value: 20 * time.Second, Usage: "how long a call rings before it goes to voicemail"},
-			&cli.IntFlag{Name: "max-registrations", Value: sipvm.DefaultMaxRegistrations, Usage: "authenticated REGISTERs this peer works on at once; more are answered 503 with a random Retry-After (a registration storm is served at capacity, not queued until every request times out); -1: no limit"},
+			&cli.IntFlag{Name: "max-registrations", Value: sipvm.DefaultMaxRegistrations, Usage: "authenticated REGISTERs this peer works on at once; more are answered 503 with a random Retry-After, and while all are taken new REGISTERs are refused too rather than challenged (a registration storm is served at capacity, not queued until every request times out); -1: no limit"},
 			&cli.DurationFlag{Name: "answer-delay", Hidden: true, Usage: "delay every store answer (benchmarks' slow peer); SIGUSR2 turns the delay off, SIGUSR1 on again"},
 			&cli.DurationFlag{Name: "tick", Hidden: true, Usage: "scale the ring's periods to this stabilize period (tests and benchmarks)"},
 		},
