@@ -115,13 +115,32 @@ func TestObjectRoundTrips(t *testing.T) {
 	}
 }
 
+// Repair and hand-off are held off for the whole test. The object must
+// survive Total−Needed lost placement peers by its coding alone, right after
+// they die; and the one loss too many must stay a loss: with repair on, a
+// pass run between the kills (Settle after the ring notices a death, or
+// any Period tick) rebuilds the lost shards on the live peers that moved
+// into the placement set, and the third kill then leaves Needed+1 shards.
 func TestObjectSurvivesPeerLoss(t *testing.T) {
-	c := newCluster(t, 8)
+	c := newClusterWith(t, 8, func(cfg *Config) {
+		cfg.Maintain.Settle, cfg.Maintain.Period = time.Hour, time.Hour
+	})
 	ctx := t.Context()
 	data := randomBytes(9, 480_000)
 	cp, m, victims := putVictims(t, c, data, 3) // 4-of-6: two to lose, one more to fail
+	if len(m.ShardHashes) != 1 {
+		t.Fatalf("object has %d segments; the victims are segment 0's placement peers, so the test needs one", len(m.ShardHashes))
+	}
+	// What the live peers hold is checked at each step, so that the gets'
+	// outcomes follow from it and not from timing.
+	if n := liveShards(t, c, cp, m, 0); n != m.Scheme.Total {
+		t.Fatalf("after the put, %d distinct good shards of segment 0 on live peers, want %d", n, m.Scheme.Total)
+	}
 	for _, i := range victims[:m.Scheme.Parity()] {
 		c.kill(i)
+	}
+	if n := liveShards(t, c, cp, m, 0); n != m.Scheme.Needed {
+		t.Fatalf("with %d placement peers dead, %d distinct good shards of segment 0 on live peers, want %d", m.Scheme.Parity(), n, m.Scheme.Needed)
 	}
 	reader := c.live()[0]
 	var out bytes.Buffer
@@ -133,12 +152,33 @@ func TestObjectSurvivesPeerLoss(t *testing.T) {
 	}
 	// One more loss is one too many: a clean error that says so.
 	c.kill(victims[m.Scheme.Parity()])
+	if n := liveShards(t, c, cp, m, 0); n != m.Scheme.Needed-1 {
+		t.Fatalf("with %d placement peers dead, %d distinct good shards of segment 0 on live peers, want %d", m.Scheme.Parity()+1, n, m.Scheme.Needed-1)
+	}
 	reader = c.live()[0]
 	err := reader.Objects().Get(ctx, cp, io.Discard)
 	var se *coding.ShardError
 	if !errors.As(err, &se) || se.Good != m.Scheme.Needed-1 || se.Needed != m.Scheme.Needed {
 		t.Fatalf("Get with %d placement peers dead: %v; want a ShardError with %d of %d good shards", m.Scheme.Parity()+1, err, m.Scheme.Needed-1, m.Scheme.Needed)
 	}
+}
+
+// liveShards returns how many distinct shards of segment s matching the
+// manifest the live peers' stores hold, wherever on the ring.
+func liveShards(t *testing.T, c *cluster, cp coding.Cap, m *coding.Manifest, s int) int {
+	t.Helper()
+	seen := map[uint16]bool{}
+	for _, p := range c.live() {
+		for in, err := range p.Store().ListShards(t.Context(), cp.StorageIndex()) {
+			if err != nil {
+				t.Fatalf("list shards of %s: %v", p.Self().ID.Short(), err)
+			}
+			if in.ID.Segment == uint32(s) && int(in.ID.Shard) < m.Scheme.Total && in.Hash == m.ShardHashes[s][in.ID.Shard] {
+				seen[in.ID.Shard] = true
+			}
+		}
+	}
+	return len(seen)
 }
 
 func TestCorruptShardsAreCaught(t *testing.T) {
