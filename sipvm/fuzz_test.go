@@ -81,27 +81,7 @@ func newFuzzServer(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("Serve: %v", err)
-		}
-	})
-	// Serve is running once requests get a context.
-	for {
-		if _, ok := s.context(); ok {
-			s.calls.Done()
-			break
-		}
-		select {
-		case <-time.After(time.Millisecond):
-		case err := <-done:
-			tb.Fatalf("Serve: %v", err)
-		}
-	}
+	serveUntilCleanup(tb, s)
 	return s
 }
 

@@ -53,17 +53,31 @@ func (l *lockedLog) String() string {
 }
 
 // serveUntilCleanup runs s.Serve until the test ends, and checks that it
-// returned nil.
-func serveUntilCleanup(t *testing.T, s *Server) {
+// returned nil. It returns once Serve is running.
+func serveUntilCleanup(tb testing.TB, s *Server) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+			tb.Errorf("Serve: %v", err)
 		}
 	})
+	// Serve is running once requests get a context.
+	for {
+		if _, ok := s.context(); ok {
+			s.calls.Done()
+			return
+		}
+		select {
+		case <-time.After(time.Millisecond):
+		case err := <-done:
+			done <- err // for the cleanup
+			tb.Fatalf("Serve returned at once: %v", err)
+		}
+	}
 }
 
 // Beyond MaxRegistrations in progress, a REGISTER is refused at once with

@@ -336,23 +336,15 @@ func TestCoalescerCanceledLingerLeavesTheBatch(t *testing.T) {
 		ctxs[i], cancels[i] = context.WithCancel(t.Context())
 		defer cancels[i]()
 	}
-	errs := make([]error, 100)
-	var mu sync.Mutex
-	leader := untilOneLingers(t, c, k, &wg, func(i int) context.Context {
-		return ctxs[i]
-	})
-	for i := range 3 {
-		wg.Go(func() {
-			_, err := c.MergeRecord(t.Context(), store.Key{2, byte(i)}, entries(1))
-			mu.Lock()
-			errs[i] = err
-			mu.Unlock()
-		})
+	var errs [3]error
+	leader := untilOneLingers(t, c, k, &wg, func(i int) context.Context { return ctxs[i] })
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = c.MergeRecord(t.Context(), store.Key{2, byte(i)}, entries(1)) })
 	}
 	waitFor(t, "three merges to wait behind the lingering one", func() bool { return c.Waiting() == 3 })
 	cancels[leader]()
 	wg.Wait()
-	for i, err := range errs[:3] {
+	for i, err := range errs {
 		if err != nil {
 			t.Errorf("merge %d behind the canceled one: %v", i, err)
 		}
