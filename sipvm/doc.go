@@ -76,10 +76,19 @@
 // VoicemailConfig.MaxLength or Silence (no RTP, or RMS under 200, for
 // that long); one shorter than MinLength is removed and not listed.
 //
+// The same bytes go to VoicemailConfig.Spool, on the peer's own disk
+// (spool.go): a deposit the ring did not take when the call ended (its
+// recording or its mailbox entry) is tried again every RetryEvery, also
+// after a restart, with its message ID and entry version fixed at the
+// first try, so a repeat neither doubles the message nor undoes a save or
+// delete made in between.
+//
 // Owners call sip:voicemail@DOMAIN (digest-challenged like REGISTER): "you
 // have N new and M saved messages", then each message newest first,
 // streamed from the ring as its first segment arrives, and the menu: 1
-// replay, 7 delete, 9 save, # next, 0 record a new greeting. SUBSCRIBE
+// replay, 7 delete, 9 save, # next, 0 record a new greeting (offered
+// again after the last message, so an empty mailbox can have one; the
+// greeting it replaces is removed from the ring). SUBSCRIBE
 // with Event: message-summary (RFC 3842, digest-authenticated) is stored
 // in the record mwi:AOR; the peer that changes a mailbox (deposit, save,
 // delete) NOTIFYs every live subscription in it.

@@ -3,7 +3,6 @@ package sipvm
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,16 +174,20 @@ func Counts(msgs []Message) (newN, saved int) {
 // Store writes msg into aor's mailbox (a new ID when msg.ID is empty)
 // and returns it.
 func (m *Mailboxes) Store(ctx context.Context, aor string, msg Message) (Message, error) {
+	return m.store(ctx, aor, msg, uint64(m.now().UnixNano()))
+}
+
+// store is Store with the entry's version given: a retried write keeps
+// the version of its first try, so a change made since wins over it.
+func (m *Mailboxes) store(ctx context.Context, aor string, msg Message, version uint64) (Message, error) {
 	if msg.ID == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		msg.ID = hex.EncodeToString(b[:])
+		msg.ID = newMessageID()
 	}
 	v, err := m.seal(aor, msg.ID, msg)
 	if err != nil {
 		return msg, err
 	}
-	e := store.Entry{Name: msg.ID, Value: v, Version: uint64(m.now().UnixNano())}
+	e := store.Entry{Name: msg.ID, Value: v, Version: version}
 	if err := m.rec.Put(ctx, MailboxKey(aor), e); err != nil {
 		return msg, fmt.Errorf("sipvm: store message %s of %s: %w", msg.ID, aor, err)
 	}

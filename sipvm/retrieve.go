@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/sipvm/media"
 )
 
@@ -18,7 +19,8 @@ var errKey = errors.New("key pressed")
 // retrieve serves an owner calling the voicemail URI: digest
 // authentication, then "you have N new and M saved messages", each
 // message newest first and the menu (1 replay, 7 delete, 9 save, # next,
-// 0 record a new greeting).
+// 0 record a new greeting), and after the last (or none) a last chance to
+// record a greeting.
 func (v *voicemail) retrieve(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) {
 	user, ok := v.s.authenticate(ctx, req, tx)
 	if !ok {
@@ -93,19 +95,60 @@ func (v *voicemail) retrieve(ctx context.Context, req *sip.Request, tx sip.Serve
 			}
 		case '0':
 			v.play(ctx, c, events, v.prompts.say("recordgreeting", "beep"))
-			g, _, err := v.record(ctx, c, rec, events)
-			if err == nil && g.Duration >= v.cfg.MinLength {
-				err = v.boxes.SetGreeting(wctx, aor, g.Cap, g.Duration)
-			}
-			if err != nil {
-				v.s.log.Warn("voicemail: record greeting", "aor", aor, "err", err)
-			}
+			v.recordGreeting(ctx, c, rec, events, aor)
 		default: // '#', or any other key: next
 			i++
 		}
 		wcancel()
 	}
-	v.play(ctx, c, events, v.prompts.say("nomore", "goodbye"))
+	// The greeting can be recorded from here too, so an owner with an
+	// empty mailbox can record one.
+	key, err := v.play(ctx, c, events, v.prompts.say("nomore", "endmenu"))
+	if key == 0 && err == nil {
+		key = v.waitKey(ctx, events)
+	}
+	if key == '0' {
+		v.play(ctx, c, events, v.prompts.say("recordgreeting", "beep"))
+		v.recordGreeting(ctx, c, rec, events, aor)
+	}
+	v.play(ctx, c, events, v.prompts["goodbye"])
+}
+
+// recordGreeting records aor's new greeting, and removes the recording it
+// replaces (or the new one, when too short to keep or not stored).
+func (v *voicemail) recordGreeting(ctx context.Context, c *call, rec *recorder, events chan event, aor string) {
+	g, reason, err := v.record(ctx, c, rec, events, nil)
+	if err != nil {
+		v.s.log.Warn("voicemail: record greeting", "aor", aor, "err", err)
+		return
+	}
+	// The recording took as long as the owner spoke: the ring writes get
+	// their own time, and finish even if the owner hangs up now.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.s.cfg.RecordTimeout)
+	defer cancel()
+	drop := g.Cap
+	if g.Duration >= v.cfg.MinLength {
+		var old *Message
+		if _, old, err = v.boxes.List(wctx, aor); err == nil {
+			err = v.boxes.SetGreeting(wctx, aor, g.Cap, g.Duration)
+		}
+		switch {
+		case err != nil:
+			v.s.log.Warn("voicemail: store greeting", "aor", aor, "err", err)
+		case old != nil:
+			drop = old.Cap
+		default:
+			drop = coding.Cap{}
+		}
+		if err == nil {
+			v.s.log.Info("voicemail: greeting recorded", "aor", aor, "duration", g.Duration, "ended", reason, "replaced", old != nil)
+		}
+	} else {
+		v.s.log.Info("voicemail: greeting too short, not kept", "aor", aor, "duration", g.Duration, "ended", reason)
+	}
+	if drop != (coding.Cap{}) {
+		v.cfg.Objects.Remove(wctx, drop)
+	}
 }
 
 // play plays pcm; a key pressed meanwhile stops it and is returned.

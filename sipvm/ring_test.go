@@ -27,6 +27,8 @@ const domain = "example.org"
 // sipRing is a ring of whole peers (storage and SIP) in this process.
 type sipRing struct {
 	t     *testing.T
+	base  string
+	tune  func(*sipvm.Config)
 	peers []*ringMember
 }
 
@@ -38,33 +40,10 @@ type ringMember struct {
 
 func newSIPRing(t *testing.T, n int, tune func(*sipvm.Config)) *sipRing {
 	t.Helper()
-	r := &sipRing{t: t}
-	base := t.TempDir()
+	r := &sipRing{t: t, base: t.TempDir(), tune: tune}
 	t.Cleanup(r.stopAll)
-	var boot []string
-	for i := range n {
-		sc := &sipvm.Config{Domain: domain, Listen: "127.0.0.1:0", RingTimeout: 3 * time.Second, MinExpires: 2 * time.Second}
-		if tune != nil {
-			tune(sc)
-		}
-		p, err := ringpeer.New(ringpeer.Config{
-			Peer: peer.Config{
-				Dir: filepath.Join(base, fmt.Sprintf("peer-%d", i)), Listen: "127.0.0.1:0", Bootstrap: boot,
-				Node: dhttest.Fast(), Store: local.Config{NoSync: true},
-				Maintain: ring.MaintainConfig{Settle: 200 * time.Millisecond, Period: time.Second, Scrub: time.Second},
-			},
-			SIP: sc,
-		})
-		if err != nil {
-			t.Fatalf("start peer %d: %v", i, err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		m := &ringMember{p: p, cancel: cancel, done: make(chan error, 1)}
-		go func() { m.done <- p.Run(ctx) }()
-		r.peers = append(r.peers, m)
-		if i == 0 {
-			boot = []string{p.Self().Addr}
-		}
+	for range n {
+		r.add()
 	}
 	// Settled when a record written through one peer reads back through
 	// every other.
@@ -87,6 +66,41 @@ func newSIPRing(t *testing.T, n int, tune func(*sipvm.Config)) *sipRing {
 		return nil
 	})
 	return r
+}
+
+// add starts one more peer, joining through the first live one, and
+// returns its index.
+func (r *sipRing) add() int {
+	t := r.t
+	t.Helper()
+	i := len(r.peers)
+	var boot []string
+	for _, m := range r.peers {
+		if m.p != nil {
+			boot = []string{m.p.Self().Addr}
+			break
+		}
+	}
+	sc := &sipvm.Config{Domain: domain, Listen: "127.0.0.1:0", RingTimeout: 3 * time.Second, MinExpires: 2 * time.Second}
+	if r.tune != nil {
+		r.tune(sc)
+	}
+	p, err := ringpeer.New(ringpeer.Config{
+		Peer: peer.Config{
+			Dir: filepath.Join(r.base, fmt.Sprintf("peer-%d", i)), Listen: "127.0.0.1:0", Bootstrap: boot,
+			Node: dhttest.Fast(), Store: local.Config{NoSync: true},
+			Maintain: ring.MaintainConfig{Settle: 200 * time.Millisecond, Period: time.Second, Scrub: time.Second},
+		},
+		SIP: sc,
+	})
+	if err != nil {
+		t.Fatalf("start peer %d: %v", i, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &ringMember{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { m.done <- p.Run(ctx) }()
+	r.peers = append(r.peers, m)
+	return i
 }
 
 // kill stops peer i abruptly.

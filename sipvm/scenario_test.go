@@ -181,7 +181,7 @@ func waitChan(t *testing.T, what string, c <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-c:
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatalf("waiting for %s: timed out", what)
 	}
 }

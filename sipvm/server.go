@@ -368,6 +368,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.tlsL != nil {
 		serve(func() error { return s.srv.ServeTLS(s.tlsL) })
 	}
+	if s.vm != nil && s.vm.spool != nil {
+		wg.Go(func() { s.vm.spool.run(cctx) })
+	}
 	var err error
 	select {
 	case <-cctx.Done():

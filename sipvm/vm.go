@@ -50,11 +50,25 @@ type VoicemailConfig struct {
 	MenuTimeout time.Duration
 	// SubscriptionExpires bounds MWI subscriptions. Zero: 1h.
 	SubscriptionExpires time.Duration
+	// Spool is the directory where each deposit is kept, from its first
+	// second, until it is stored in its mailbox (see spool). A deposit
+	// the ring cannot store at the end of the call (too few live peers,
+	// records unreachable) is stored again every RetryEvery, also after a
+	// restart, instead of being lost. Zero: no spool; such a deposit is
+	// lost, and logged. (ringpeer gives every SIP peer one in its data
+	// directory.)
+	Spool string
+	// RetryEvery is how often spooled deposits are tried again. Zero: 30s.
+	RetryEvery time.Duration
 }
 
 // VoicemailStats counts what the service did.
 type VoicemailStats struct {
 	Deposits, Dropped, Retrievals, Notifies int64
+	// Spooled counts the deposits waiting in the spool for the ring to
+	// take them; SpoolStored those the spool's retries stored (they are
+	// among Deposits).
+	Spooled, SpoolStored int64
 	// FirstAudio is the time from asking the ring for a message to its
 	// first audio packet sent, for each message played (the last 1000).
 	FirstAudio []time.Duration
@@ -67,6 +81,7 @@ type voicemail struct {
 	boxes   *Mailboxes
 	prompts prompts
 	dialogs *sipgo.DialogServerCache
+	spool   *spool // nil: none
 
 	deposits, dropped, retrievals, notifies atomic.Int64
 	mu                                      sync.Mutex
@@ -97,6 +112,7 @@ func newVoicemail(s *Server, cfg VoicemailConfig) (*voicemail, error) {
 	def(&cfg.MinLength, time.Second)
 	def(&cfg.MenuTimeout, 10*time.Second)
 	def(&cfg.SubscriptionExpires, time.Hour)
+	def(&cfg.RetryEvery, 30*time.Second)
 	if cfg.SegmentSize == 0 {
 		cfg.SegmentSize = 16 << 10
 	}
@@ -110,7 +126,18 @@ func newVoicemail(s *Server, cfg VoicemailConfig) (*voicemail, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &voicemail{s: s, cfg: cfg, boxes: boxes, prompts: p}, nil
+	v := &voicemail{s: s, cfg: cfg, boxes: boxes, prompts: p}
+	if cfg.Spool != "" {
+		if v.spool, err = newSpool(v, cfg.Spool, cfg.RetryEvery); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// recordingParams codes a recording.
+func (v *voicemail) recordingParams() coding.Params {
+	return coding.Params{Scheme: v.cfg.Scheme, SegmentSize: v.cfg.SegmentSize, ContentType: "audio/wav", Workers: 1}
 }
 
 // VoicemailStats returns the voicemail service's counts (zero when off).
@@ -121,8 +148,12 @@ func (s *Server) VoicemailStats() VoicemailStats {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return VoicemailStats{Deposits: v.deposits.Load(), Dropped: v.dropped.Load(), Retrievals: v.retrievals.Load(),
+	st := VoicemailStats{Deposits: v.deposits.Load(), Dropped: v.dropped.Load(), Retrievals: v.retrievals.Load(),
 		Notifies: v.notifies.Load(), FirstAudio: append([]time.Duration(nil), v.firstAudio...)}
+	if v.spool != nil {
+		st.Spooled, st.SpoolStored = v.spool.waiting.Load(), v.spool.stored.Load()
+	}
+	return st
 }
 
 // Mailboxes returns the mailboxes of the voicemail service, nil when off.
@@ -222,31 +253,41 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 	if err := c.rtp.Play(ctx, append(greeting, v.prompts["beep"]...)); err != nil {
 		return // the caller hung up during the greeting
 	}
-	at := v.s.cfg.Now()
-	msg, reason, err := v.record(ctx, c, rec, events)
+	msg := Message{ID: newMessageID(), From: cl.Request.From().Address.String(), At: v.s.cfg.Now(), Folder: FolderNew}
+	sp := v.spool.begin(cl.AOR, msg)
+	rec2, reason, err := v.record(ctx, c, rec, events, sp)
 	stopRTP()
 	if reason != "hangup" {
 		v.hangup(ctx, c)
 	}
-	if err != nil {
-		v.s.log.Warn("voicemail: deposit failed", "aor", cl.AOR, "err", err)
-		return
-	}
+	msg.Cap, msg.Duration = rec2.Cap, rec2.Duration
 	if msg.Duration < v.cfg.MinLength {
 		v.dropped.Add(1)
 		v.s.log.Info("voicemail: recording too short, dropped", "aor", cl.AOR, "duration", msg.Duration)
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		v.cfg.Objects.Remove(rctx, msg.Cap)
-		cancel()
+		sp.done()
+		if err == nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			v.cfg.Objects.Remove(rctx, msg.Cap)
+			cancel()
+		}
 		return
 	}
-	msg.From, msg.At, msg.Folder = cl.Request.From().Address.String(), at, FolderNew
+	var version uint64
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), v.s.cfg.RecordTimeout)
 	defer wcancel()
-	if msg, err = v.boxes.Store(wctx, cl.AOR, msg); err != nil {
-		v.s.log.Warn("voicemail: deposit failed", "aor", cl.AOR, "err", err)
+	if err == nil {
+		version = uint64(v.s.cfg.Now().UnixNano())
+		msg, err = v.boxes.store(wctx, cl.AOR, msg, version)
+	}
+	if err != nil {
+		if sp.leave(msg, version, err) {
+			v.s.log.Warn("voicemail: the ring did not take the deposit; spooled, will retry", "aor", cl.AOR, "id", msg.ID, "duration", msg.Duration, "err", err)
+		} else {
+			v.s.log.Error("voicemail: deposit lost", "aor", cl.AOR, "duration", msg.Duration, "err", err)
+		}
 		return
 	}
+	sp.done()
 	v.deposits.Add(1)
 	v.s.log.Info("voicemail: deposited", "aor", cl.AOR, "id", msg.ID, "duration", msg.Duration, "ended", reason)
 	v.notifyAll(wctx, cl.AOR)
@@ -328,7 +369,9 @@ func (r *recorder) quietFor() time.Duration {
 // ("silence"), or a '#' ("key"). The recording is a WAV with unknown
 // sizes (media.UnknownSize): the object is being coded while the caller
 // speaks, so its length is not known when its first segment is stored.
-func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events chan event) (Message, string, error) {
+// The same bytes go to sp, the deposit's spool file (nil: none). The
+// Duration is set even when storing failed.
+func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events chan event, sp *spooled) (Message, string, error) {
 	out := make(chan []byte, 4096) // 80 s of 20 ms frames
 	pr, pw := io.Pipe()
 	type result struct {
@@ -337,8 +380,7 @@ func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events c
 	}
 	res := make(chan result, 1)
 	go func() { // joined below: res is always read
-		cp, _, err := v.cfg.Objects.Put(context.WithoutCancel(ctx), pr, coding.Params{
-			Scheme: v.cfg.Scheme, SegmentSize: v.cfg.SegmentSize, ContentType: "audio/wav", Workers: 1})
+		cp, _, err := v.cfg.Objects.Put(context.WithoutCancel(ctx), pr, v.recordingParams())
 		pr.CloseWithError(err)
 		res <- result{cp, err}
 	}()
@@ -346,6 +388,7 @@ func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events c
 	go func() { // joined below
 		err := media.WriteHeader(pw, media.UnknownSize)
 		for b := range out {
+			sp.Write(b) // first: the spool keeps what the ring may not take
 			if err == nil {
 				_, err = pw.Write(b)
 			}
@@ -382,10 +425,11 @@ func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events c
 	werr := <-copied
 	pw.CloseWithError(werr)
 	r := <-res
+	d := time.Duration(samples) * time.Second / media.SampleRate
 	if r.err != nil {
-		return Message{}, reason, fmt.Errorf("sipvm: store recording: %w", r.err)
+		return Message{Duration: d}, reason, fmt.Errorf("sipvm: store recording: %w", r.err)
 	}
-	return Message{Cap: r.cap, Duration: time.Duration(samples) * time.Second / media.SampleRate}, reason, nil
+	return Message{Cap: r.cap, Duration: d}, reason, nil
 }
 
 // fetch reads a whole recording (a greeting) into memory.

@@ -1,8 +1,10 @@
 package sipvm_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/sipvm"
 	"github.com/voicering/voicering/sipvm/media"
 )
@@ -423,4 +426,111 @@ func TestVoicemail(t *testing.T) {
 		}
 	})
 
+}
+
+// frames is the samples a played prompt takes: whole 20 ms frames.
+func frames(pcm ...[]int16) int {
+	n := 0
+	for _, p := range pcm {
+		n += (len(p) + media.FrameSamples - 1) / media.FrameSamples * media.FrameSamples
+	}
+	return n
+}
+
+// An owner with an empty mailbox records a greeting longer than a ring
+// write's timeout; callers then hear it, and recording another removes
+// the first from the ring.
+func TestGreeting(t *testing.T) {
+	key := sipvm.NewMailboxKey()
+	r := newSIPRing(t, 4, func(c *sipvm.Config) {
+		c.VM = &sipvm.VoicemailConfig{Key: key, Silence: 3 * time.Second, MenuTimeout: 3 * time.Second,
+			Scheme: coding.Scheme{Needed: 2, Total: 3}}
+	})
+	ctx := t.Context()
+	if err := r.sip(0).Accounts().Add(ctx, "alice", domain, "alice-secret"); err != nil {
+		t.Fatal(err)
+	}
+	aor := sipvm.AOR("alice", domain)
+	alice, bob := newVMPhone(t, "alice"), newVMPhone(t, "bob")
+	speech := readWAV(t, "../testdata/audio/speech.wav")
+	prompt := func(name string) []int16 { return readWAV(t, "assets/"+name+".wav") }
+	youHave := frames(prompt("youhave"), prompt("n0"), prompt("new"), prompt("and"), prompt("n0"), prompt("saved"), prompt("messages"))
+
+	record := func(through int, words []int16) sipvm.Message {
+		t.Helper()
+		code, mc := alice.call(r.sip(through).Addr(), "voicemail", "0 101", "alice-secret")
+		if code != 200 {
+			t.Fatalf("alice calls voicemail: got %d, want 200", code)
+		}
+		// Into "no more messages; press 0 to record a new greeting".
+		mc.waitHeard(t, "the message count", youHave+media.FrameSamples)
+		if err := mc.rtp.SendDigit(ctx, '0', 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		// The key cut the menu short: wait for the end of the record
+		// prompt's beep, when recording starts.
+		beep := prompt("beep")
+		waitFor(t, "the beep", 30*time.Second, func() error {
+			mc.mu.Lock()
+			defer mc.mu.Unlock()
+			at := indexOf(mc.heard, g711(beep[:800]))
+			if at < 0 || len(mc.heard) < at+len(beep) {
+				return fmt.Errorf("heard %d samples, beep at %d", len(mc.heard), at)
+			}
+			return nil
+		})
+		// A breath after the beep, as people take, then the words.
+		if err := mc.rtp.Play(ctx, append(make([]int16, media.SampleRate/5), words...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := mc.rtp.SendDigit(ctx, '#', 60*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		waitChan(t, "voicemail to say goodbye and hang up", alice.byes)
+		_, g, err := r.sip(2).Mailboxes().List(ctx, aor)
+		if err != nil || g == nil {
+			t.Fatalf("greeting after recording: %v, %v", g, err)
+		}
+		want := time.Duration(len(words)) * time.Second / media.SampleRate
+		if g.Duration < want || g.Duration > want+1500*time.Millisecond {
+			t.Errorf("greeting lasts %s, want %s to %s more", g.Duration, want, 1500*time.Millisecond)
+		}
+		return *g
+	}
+
+	first := record(1, speech)
+	code, mc := bob.call(r.sip(3).Addr(), "alice", "0 101", "")
+	if code != 200 {
+		t.Fatalf("bob calls alice: got %d, want 200 from voicemail", code)
+	}
+	heard := g711(speech)
+	waitFor(t, "bob to hear alice's greeting", 30*time.Second, func() error {
+		mc.mu.Lock()
+		defer mc.mu.Unlock()
+		if indexOf(mc.heard, heard[:800]) < 0 {
+			return fmt.Errorf("heard %d samples, not alice's greeting", len(mc.heard))
+		}
+		return nil
+	})
+	if err := mc.d.Bye(ctx); err != nil {
+		t.Fatalf("bye: %v", err)
+	}
+
+	// A new greeting replaces the first, whose recording leaves the ring.
+	second := record(0, speech[:len(speech)/2])
+	if second.Cap == first.Cap {
+		t.Fatalf("the second greeting has the first's cap")
+	}
+	waitFor(t, "the first greeting to be removed", 10*time.Second, func() error {
+		gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := r.peers[2].p.Objects().Get(gctx, first.Cap, io.Discard); err == nil {
+			return fmt.Errorf("the first greeting still reads back")
+		}
+		return nil
+	})
+	var b bytes.Buffer
+	if err := r.peers[2].p.Objects().Get(ctx, second.Cap, &b); err != nil {
+		t.Errorf("the second greeting: %v", err)
+	}
 }

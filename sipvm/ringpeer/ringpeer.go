@@ -27,7 +27,8 @@ type Config struct {
 	// SIP, when set, turns SIP on; its Records are the peer's (any set
 	// here are replaced), and so are its VM's Objects. A VM without a
 	// Key gets VoicemailKey(Peer.Dir), this peer's own: give every SIP
-	// peer of a ring the same key instead (ReadKey). Nil: no SIP.
+	// peer of a ring the same key instead (ReadKey), and a VM without a
+	// Spool the SpoolDir of Peer.Dir. Nil: no SIP.
 	SIP *sipvm.Config
 }
 
@@ -52,6 +53,9 @@ func New(cfg Config) (*Peer, error) {
 		if sc.VM != nil {
 			vc := *sc.VM
 			vc.Objects = p.Objects()
+			if vc.Spool == "" {
+				vc.Spool = filepath.Join(cfg.Peer.Dir, SpoolDir)
+			}
 			if vc.Key == nil {
 				if vc.Key, err = VoicemailKey(cfg.Peer.Dir); err != nil {
 					p.Close()
@@ -70,6 +74,11 @@ func New(cfg Config) (*Peer, error) {
 	}
 	return rp, nil
 }
+
+// SpoolDir is the directory, in a peer's data directory, where its SIP
+// server spools voicemail deposits until the ring has stored them
+// (sipvm.VoicemailConfig.Spool), when the Config names none.
+const SpoolDir = "voicemail-spool"
 
 // KeyFile is the file, in a peer's data directory, holding the voicemail
 // key a SIP peer uses when it is given none (VoicemailKey). A ring's SIP

@@ -24,6 +24,7 @@ say deleted "Message deleted."
 say savedmsg "Message saved."
 say recordgreeting "Record your greeting after the tone. Press pound when done."
 say nomore "No more messages."
+say endmenu "Press 0 to record a new greeting, or hang up."
 say goodbye "Goodbye."
 for n in 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 	say "n$n" "$n"
