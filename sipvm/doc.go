@@ -78,10 +78,10 @@
 //
 // The same bytes go to VoicemailConfig.Spool, on the peer's own disk
 // (spool.go): a deposit the ring did not take when the call ended (its
-// recording or its mailbox entry) is tried again every RetryEvery, also
-// after a restart, with its message ID and entry version fixed at the
-// first try, so a repeat neither doubles the message nor undoes a save or
-// delete made in between.
+// recording or its mailbox entry) is tried again, backing off from a
+// second to RetryEvery, also after a restart, with its message ID and
+// entry version fixed at the first try, so a repeat neither doubles the
+// message nor undoes a save or delete made in between.
 //
 // Owners call sip:voicemail@DOMAIN (digest-challenged like REGISTER): "you
 // have N new and M saved messages", then each message newest first,

@@ -9,7 +9,6 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/sipvm/media"
 )
 
@@ -115,7 +114,7 @@ func (v *voicemail) retrieve(ctx context.Context, req *sip.Request, tx sip.Serve
 }
 
 // recordGreeting records aor's new greeting, and removes the recording it
-// replaces (or the new one, when too short to keep or not stored).
+// replaces (or the new one, when too short to keep).
 func (v *voicemail) recordGreeting(ctx context.Context, c *call, rec *recorder, events chan event, aor string) {
 	g, reason, err := v.record(ctx, c, rec, events, nil)
 	if err != nil {
@@ -126,28 +125,26 @@ func (v *voicemail) recordGreeting(ctx context.Context, c *call, rec *recorder, 
 	// their own time, and finish even if the owner hangs up now.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.s.cfg.RecordTimeout)
 	defer cancel()
-	drop := g.Cap
-	if g.Duration >= v.cfg.MinLength {
-		var old *Message
-		if _, old, err = v.boxes.List(wctx, aor); err == nil {
-			err = v.boxes.SetGreeting(wctx, aor, g.Cap, g.Duration)
-		}
-		switch {
-		case err != nil:
-			v.s.log.Warn("voicemail: store greeting", "aor", aor, "err", err)
-		case old != nil:
-			drop = old.Cap
-		default:
-			drop = coding.Cap{}
-		}
-		if err == nil {
-			v.s.log.Info("voicemail: greeting recorded", "aor", aor, "duration", g.Duration, "ended", reason, "replaced", old != nil)
-		}
-	} else {
+	if g.Duration < v.cfg.MinLength {
 		v.s.log.Info("voicemail: greeting too short, not kept", "aor", aor, "duration", g.Duration, "ended", reason)
+		v.cfg.Objects.Remove(wctx, g.Cap)
+		return
 	}
-	if drop != (coding.Cap{}) {
-		v.cfg.Objects.Remove(wctx, drop)
+	_, old, err := v.boxes.List(wctx, aor)
+	if err != nil {
+		v.s.log.Warn("voicemail: store greeting", "aor", aor, "err", err)
+		v.cfg.Objects.Remove(wctx, g.Cap)
+		return
+	}
+	if err := v.boxes.SetGreeting(wctx, aor, g.Cap, g.Duration); err != nil {
+		// It may have reached some replicas: keep the recording it names
+		// (and the old one, which the entry may still name elsewhere).
+		v.s.log.Warn("voicemail: store greeting", "aor", aor, "err", err)
+		return
+	}
+	v.s.log.Info("voicemail: greeting recorded", "aor", aor, "duration", g.Duration, "ended", reason, "replaced", old != nil)
+	if old != nil {
+		v.cfg.Objects.Remove(wctx, old.Cap)
 	}
 }
 

@@ -25,15 +25,17 @@ import (
 // hop has taken it. The recording is written to the spool as the caller
 // speaks, beside the ring; a deposit the ring could not store (too few
 // live peers for the coding, records unreachable, the peer stopping)
-// stays there and is stored again every RetryEvery, also after the peer
-// restarts, until the ring takes it. A stored deposit leaves the spool.
+// stays there and is tried again after a second, then at doubling
+// intervals up to RetryEvery, also after the peer restarts, until the
+// ring takes it. A stored deposit leaves the spool.
 //
-// Each deposit is two files named by its message ID: ID.wav, the
-// recording as streamed (a WAV of unknown size), and ID.json, a
-// spoolNote. The note is written first, so a peer that dies during a call
-// finds both after its restart and deposits what was recorded. The spool
-// holds plaintext audio: the peer answering the call hears it anyway;
-// the directory is the peer's own (0700) and emptied as deposits land.
+// Each deposit is two files named by its message ID: ID.json, a
+// spoolNote, written first, and ID.wav, the recording as it comes (a WAV
+// of unknown size, fed from the RTP goroutine, not behind the ring's
+// pace), so a peer that dies during a call finds both after its restart
+// and deposits what was recorded. The spool holds plaintext audio: the
+// peer answering the call hears it anyway; the directory is the peer's
+// own (0700) and emptied as deposits land.
 type spool struct {
 	dir   string
 	every time.Duration
@@ -43,9 +45,13 @@ type spool struct {
 	busy map[string]bool // recording now, or being retried
 	kick chan struct{}   // a deposit was left: retry sooner than every
 
-	waiting atomic.Int64 // deposits in the spool, not yet stored
+	waiting atomic.Int64 // deposits left in the spool after their call
 	stored  atomic.Int64 // deposits the retries stored
 }
+
+// errNoRecording marks a spooled deposit whose recording file is gone:
+// nothing to retry.
+var errNoRecording = errors.New("the spooled recording is missing")
 
 // spoolNote is the ID.json of a spooled deposit.
 type spoolNote struct {
@@ -55,9 +61,10 @@ type spoolNote struct {
 	// stored, Duration once the call ended (a note left by a peer that
 	// died during the call has none: the file's length says it).
 	Message Message `json:"message"`
-	// Version is the mailbox entry's version, fixed at the first try, so
-	// that a try repeated after one that half succeeded does not undo
-	// what the owner did meanwhile (saved or deleted the message).
+	// Version is the mailbox entry's version, fixed when the recording
+	// starts (its At), so that a try repeated after one that half
+	// succeeded, or after a crash, does not undo what the owner did
+	// meanwhile (saved or deleted the message).
 	Version uint64 `json:"version,omitempty"`
 	// Tries counts the attempts to store the deposit; Err is the last
 	// failure, for an operator reading the spool.
@@ -70,6 +77,12 @@ func newSpool(v *voicemail, dir string, every time.Duration) (*spool, error) {
 		return nil, fmt.Errorf("%w: voicemail spool %s: %v (give a writable directory)", ErrConfig, dir, err)
 	}
 	sp := &spool{dir: dir, every: every, v: v, busy: map[string]bool{}, kick: make(chan struct{}, 1)}
+	// Notes half written when a peer died (save's temporary files).
+	if tmps, err := filepath.Glob(filepath.Join(dir, ".*.json-*")); err == nil {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
 	ids, err := sp.list()
 	if err != nil {
 		return nil, fmt.Errorf("%w: voicemail spool: %v", ErrConfig, err)
@@ -117,19 +130,21 @@ func (sp *spool) begin(aor string, msg Message) *spooled {
 	if sp == nil {
 		return nil
 	}
-	e := &spooled{sp: sp, note: spoolNote{AOR: aor, ID: msg.ID, Message: msg}}
+	e := &spooled{sp: sp, note: spoolNote{AOR: aor, ID: msg.ID, Message: msg, Version: entryVersion(msg.At)}}
 	sp.mu.Lock()
 	sp.busy[msg.ID] = true // before the note exists: the retries leave it alone
 	sp.mu.Unlock()
-	f, err := os.OpenFile(sp.path(msg.ID, ".wav"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	err := sp.save(e.note, true)
+	var f *os.File
 	if err == nil {
-		err = media.WriteHeader(f, media.UnknownSize)
+		f, err = os.OpenFile(sp.path(msg.ID, ".wav"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err == nil {
-			err = sp.save(e.note)
+			if err = media.WriteHeader(f, media.UnknownSize); err != nil {
+				f.Close()
+			}
 		}
 		if err != nil {
-			f.Close()
-			os.Remove(sp.path(msg.ID, ".wav"))
+			sp.remove(msg.ID, false)
 		}
 	}
 	if err != nil {
@@ -138,9 +153,11 @@ func (sp *spool) begin(aor string, msg Message) *spooled {
 		return nil
 	}
 	e.f = f
-	sp.waiting.Add(1)
 	return e
 }
+
+// entryVersion is the mailbox entry version of a message recorded at at.
+func entryVersion(at time.Time) uint64 { return uint64(at.UnixNano()) }
 
 // Write appends recorded WAV sample bytes. A write that fails (disk full)
 // ends spooling for this deposit, not the call: Write never fails.
@@ -167,14 +184,29 @@ func (e *spooled) done() {
 		e.f.Close()
 		e.f = nil
 	}
-	e.sp.remove(e.note.ID)
+	e.sp.remove(e.note.ID, false)
 	e.sp.release(e.note.ID)
+}
+
+// stored notes that the recording is on the ring (cap c), so that a peer
+// killed before the mailbox entry is written does not store it again.
+// Not synced: a process that dies keeps what it wrote; should the machine
+// crash meanwhile, the recording is stored again (a copy too many, not a
+// message lost).
+func (e *spooled) stored(c coding.Cap) {
+	if e == nil || e.werr != nil {
+		return
+	}
+	e.note.Message.Cap = c
+	if err := e.sp.save(e.note, false); err != nil {
+		e.sp.v.s.log.Warn("voicemail: spool note", "id", e.note.ID, "err", err)
+	}
 }
 
 // leave keeps the deposit in the spool for the retries: msg is as far as
 // it got (Duration, and Cap when the recording was stored), err why it
 // was not stored. It returns whether the spool has it.
-func (e *spooled) leave(msg Message, version uint64, err error) bool {
+func (e *spooled) leave(msg Message, err error) bool {
 	if e == nil {
 		return false
 	}
@@ -191,13 +223,14 @@ func (e *spooled) leave(msg Message, version uint64, err error) bool {
 	}
 	if ok {
 		msg.ID = e.note.ID
-		e.note.Message, e.note.Version, e.note.Tries, e.note.Err = msg, version, 1, err.Error()
-		ok = e.sp.save(e.note) == nil
+		e.note.Message, e.note.Tries, e.note.Err = msg, 1, err.Error()
+		ok = e.sp.save(e.note, true) == nil
 	}
 	if !ok {
-		e.sp.remove(e.note.ID)
+		e.sp.remove(e.note.ID, false)
 		return false
 	}
+	e.sp.waiting.Add(1)
 	select {
 	case e.sp.kick <- struct{}{}:
 	default:
@@ -212,20 +245,23 @@ func (sp *spool) release(id string) {
 }
 
 // remove deletes a deposit's files, the note last: a note without its
-// recording is reported and dropped by the retries.
-func (sp *spool) remove(id string) {
+// recording is reported and dropped by the retries. counted says the
+// deposit is among those waiting.
+func (sp *spool) remove(id string, counted bool) {
 	if err := os.Remove(sp.path(id, ".wav")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		sp.v.s.log.Warn("voicemail: remove from spool", "id", id, "err", err)
 	}
-	if err := os.Remove(sp.path(id, ".json")); err == nil {
-		sp.waiting.Add(-1)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	err := os.Remove(sp.path(id, ".json"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		sp.v.s.log.Warn("voicemail: remove from spool", "id", id, "err", err)
+	}
+	if counted && err == nil {
+		sp.waiting.Add(-1)
 	}
 }
 
-// save writes n as ID.json, atomically, and syncs it.
-func (sp *spool) save(n spoolNote) error {
+// save writes n as ID.json, atomically, and syncs it when sync is set.
+func (sp *spool) save(n spoolNote, sync bool) error {
 	b, err := json.Marshal(n)
 	if err != nil {
 		return err
@@ -235,7 +271,7 @@ func (sp *spool) save(n spoolNote) error {
 		return err
 	}
 	_, err = tmp.Write(b)
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -250,22 +286,35 @@ func (sp *spool) save(n spoolNote) error {
 	return err
 }
 
-// run retries the spooled deposits at once and then every sp.every (or
-// sooner, when a call leaves one) until ctx ends.
+// run retries the spooled deposits until ctx ends: at once (what a
+// restart found), then, while some are left, after a second, doubling to
+// sp.every, as a mail queue backs off; a call that leaves a deposit
+// starts the backoff anew.
 func (sp *spool) run(ctx context.Context) {
-	t := time.NewTicker(sp.every)
-	defer t.Stop()
+	first := min(time.Second, sp.every)
+	wait := first
 	for {
-		sp.retryAll(ctx)
+		next := sp.every
+		if sp.retryAll(ctx) > 0 {
+			next, wait = wait, min(2*wait, sp.every)
+		} else {
+			wait = first
+		}
+		t := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		case <-sp.kick:
+			t.Stop()
 			// Not at once: whatever failed the call's own try has
 			// likely not healed yet.
+			wait = first
+			t = time.NewTimer(first)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return
 			case <-t.C:
 			}
@@ -273,15 +322,17 @@ func (sp *spool) run(ctx context.Context) {
 	}
 }
 
-func (sp *spool) retryAll(ctx context.Context) {
+// retryAll tries every spooled deposit not in use once, and returns how
+// many are still waiting.
+func (sp *spool) retryAll(ctx context.Context) int {
 	ids, err := sp.list()
 	if err != nil {
 		sp.v.s.log.Error("voicemail: spool", "err", err)
-		return
+		return 1
 	}
 	for _, id := range ids {
 		if ctx.Err() != nil {
-			return
+			break
 		}
 		sp.mu.Lock()
 		busy := sp.busy[id]
@@ -290,18 +341,25 @@ func (sp *spool) retryAll(ctx context.Context) {
 		if busy {
 			continue
 		}
-		sp.retry(ctx, id)
+		err := sp.retry(ctx, id)
 		sp.release(id)
+		if err != nil {
+			// The ring fails this deposit; the others would wait on it
+			// too (a Put may take minutes): next round.
+			break
+		}
 	}
+	return int(sp.waiting.Load())
 }
 
 // retry tries once to store spooled deposit id: its recording on the
-// ring (unless a try did), then its mailbox entry, then the NOTIFYs.
-func (sp *spool) retry(ctx context.Context, id string) {
+// ring (unless a try did), then its mailbox entry, then the NOTIFYs. It
+// returns an error only when the ring failed it.
+func (sp *spool) retry(ctx context.Context, id string) error {
 	v := sp.v
 	b, err := os.ReadFile(sp.path(id, ".json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return // stored meanwhile
+		return nil // stored meanwhile
 	}
 	var n spoolNote
 	if err == nil {
@@ -311,16 +369,20 @@ func (sp *spool) retry(ctx context.Context, id string) {
 		err = fmt.Errorf("it names message %q", n.ID)
 	}
 	if err != nil {
-		v.s.log.Error("voicemail: unreadable spool note; moved aside, the deposit is not retried", "file", sp.path(id, ".json"), "err", err)
-		os.Rename(sp.path(id, ".json"), sp.path(id, ".json.bad"))
-		sp.waiting.Add(-1)
-		return
+		v.s.log.Error("voicemail: unreadable spool note; moved aside (.bad), the deposit is not retried", "file", sp.path(id, ".json"), "err", err)
+		os.Rename(sp.path(id, ".wav"), sp.path(id, ".wav.bad"))
+		if os.Rename(sp.path(id, ".json"), sp.path(id, ".json.bad")) == nil {
+			sp.waiting.Add(-1)
+		}
+		return nil
 	}
 	n.Message.ID = id
+	if n.Version == 0 {
+		n.Version = entryVersion(n.Message.At)
+	}
 	if n.Message.Cap == (coding.Cap{}) {
 		if err := sp.putRecording(ctx, &n); err != nil {
-			sp.failed(n, err)
-			return
+			return sp.failed(n, err)
 		}
 		if n.Message.Duration < v.cfg.MinLength {
 			v.dropped.Add(1)
@@ -328,28 +390,25 @@ func (sp *spool) retry(ctx context.Context, id string) {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			v.cfg.Objects.Remove(rctx, n.Message.Cap)
 			cancel()
-			sp.remove(id)
-			return
+			sp.remove(id, true)
+			return nil
 		}
 		// Keep the cap, so that a later try stores the entry only.
-		if err := sp.save(n); err != nil {
+		if err := sp.save(n, true); err != nil {
 			v.s.log.Warn("voicemail: spool note", "id", id, "err", err)
 		}
-	}
-	if n.Version == 0 {
-		n.Version = uint64(v.s.cfg.Now().UnixNano())
 	}
 	wctx, cancel := context.WithTimeout(ctx, v.s.cfg.RecordTimeout)
 	defer cancel()
 	if _, err := v.boxes.store(wctx, n.AOR, n.Message, n.Version); err != nil {
-		sp.failed(n, err)
-		return
+		return sp.failed(n, err)
 	}
-	sp.remove(id)
+	sp.remove(id, true)
 	sp.stored.Add(1)
 	v.deposits.Add(1)
 	v.s.log.Info("voicemail: spooled deposit stored", "aor", n.AOR, "id", id, "duration", n.Message.Duration, "tries", n.Tries+1)
 	v.notifyAll(wctx, n.AOR)
+	return nil
 }
 
 // putRecording stores the spooled recording of n on the ring and sets
@@ -358,7 +417,7 @@ func (sp *spool) putRecording(ctx context.Context, n *spoolNote) error {
 	v := sp.v
 	f, err := os.Open(sp.path(n.ID, ".wav"))
 	if err != nil {
-		return fmt.Errorf("open the spooled recording: %w", err)
+		return fmt.Errorf("%w: %v", errNoRecording, err)
 	}
 	defer f.Close()
 	if n.Message.Duration == 0 {
@@ -378,17 +437,19 @@ func (sp *spool) putRecording(ctx context.Context, n *spoolNote) error {
 	return nil
 }
 
-// failed records a failed try in the note.
-func (sp *spool) failed(n spoolNote, err error) {
+// failed records a failed try in the note, and returns err when the
+// ring failed it (nil when the deposit is dropped: its recording is gone).
+func (sp *spool) failed(n spoolNote, err error) error {
+	if errors.Is(err, errNoRecording) {
+		sp.v.s.log.Error("voicemail: spooled recording missing; deposit dropped", "aor", n.AOR, "id", n.ID, "err", err)
+		sp.remove(n.ID, true)
+		return nil
+	}
 	n.Tries++
 	n.Err = err.Error()
-	if serr := sp.save(n); serr != nil {
+	if serr := sp.save(n, true); serr != nil {
 		sp.v.s.log.Warn("voicemail: spool note", "id", n.ID, "err", serr)
 	}
-	if errors.Is(err, fs.ErrNotExist) { // the recording is gone: nothing to retry
-		sp.v.s.log.Error("voicemail: spooled recording missing; deposit dropped", "aor", n.AOR, "id", n.ID)
-		sp.remove(n.ID)
-		return
-	}
-	sp.v.s.log.Warn("voicemail: spooled deposit not stored yet; will retry", "aor", n.AOR, "id", n.ID, "tries", n.Tries, "every", sp.every, "err", err)
+	sp.v.s.log.Warn("voicemail: spooled deposit not stored yet; will retry", "aor", n.AOR, "id", n.ID, "tries", n.Tries, "err", err)
+	return err
 }

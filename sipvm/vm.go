@@ -53,12 +53,14 @@ type VoicemailConfig struct {
 	// Spool is the directory where each deposit is kept, from its first
 	// second, until it is stored in its mailbox (see spool). A deposit
 	// the ring cannot store at the end of the call (too few live peers,
-	// records unreachable) is stored again every RetryEvery, also after a
-	// restart, instead of being lost. Zero: no spool; such a deposit is
+	// records unreachable) is tried again after a second, then at
+	// doubling intervals up to RetryEvery, also after a restart, instead
+	// of being lost. Zero: no spool; such a deposit is
 	// lost, and logged. (ringpeer gives every SIP peer one in its data
 	// directory.)
 	Spool string
-	// RetryEvery is how often spooled deposits are tried again. Zero: 30s.
+	// RetryEvery is the longest wait between tries of a spooled deposit.
+	// Zero: 30s.
 	RetryEvery time.Duration
 }
 
@@ -272,15 +274,14 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 		}
 		return
 	}
-	var version uint64
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), v.s.cfg.RecordTimeout)
 	defer wcancel()
 	if err == nil {
-		version = uint64(v.s.cfg.Now().UnixNano())
-		msg, err = v.boxes.store(wctx, cl.AOR, msg, version)
+		sp.stored(msg.Cap)
+		msg, err = v.boxes.store(wctx, cl.AOR, msg, entryVersion(msg.At))
 	}
 	if err != nil {
-		if sp.leave(msg, version, err) {
+		if sp.leave(msg, err) {
 			v.s.log.Warn("voicemail: the ring did not take the deposit; spooled, will retry", "aor", cl.AOR, "id", msg.ID, "duration", msg.Duration, "err", err)
 		} else {
 			v.s.log.Error("voicemail: deposit lost", "aor", cl.AOR, "duration", msg.Duration, "err", err)
@@ -310,6 +311,7 @@ func trySend[T any](ch chan T, v T) {
 type recorder struct {
 	mu      sync.Mutex
 	out     chan []byte
+	spool   chan []byte // the same bytes for the spool; nil: none
 	samples int
 	quiet   int // consecutive samples below the silence level
 	dropped int
@@ -334,16 +336,23 @@ func (r *recorder) audio(pcm []int16) {
 		r.quiet = 0
 	}
 	r.samples += len(pcm)
+	b := media.PCMBytes(nil, pcm)
 	select {
-	case r.out <- media.PCMBytes(nil, pcm):
+	case r.out <- b:
 	default:
 		r.dropped++ // the store fell 80 s behind: keep the call going
 	}
+	if r.spool != nil {
+		select {
+		case r.spool <- b:
+		default: // the disk fell 80 s behind
+		}
+	}
 }
 
-func (r *recorder) start(out chan []byte) {
+func (r *recorder) start(out, spool chan []byte) {
 	r.mu.Lock()
-	r.out, r.samples, r.quiet = out, 0, 0
+	r.out, r.spool, r.samples, r.quiet = out, spool, 0, 0
 	r.mu.Unlock()
 }
 
@@ -354,6 +363,10 @@ func (r *recorder) stop() int {
 	if r.out != nil {
 		close(r.out)
 		r.out = nil
+	}
+	if r.spool != nil {
+		close(r.spool)
+		r.spool = nil
 	}
 	return r.samples
 }
@@ -388,14 +401,27 @@ func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events c
 	go func() { // joined below
 		err := media.WriteHeader(pw, media.UnknownSize)
 		for b := range out {
-			sp.Write(b) // first: the spool keeps what the ring may not take
 			if err == nil {
 				_, err = pw.Write(b)
 			}
 		}
 		copied <- err
 	}()
-	rec.start(out)
+	// The spool takes the audio at the pace it comes, not at the ring's.
+	var sout chan []byte
+	spooled := make(chan struct{})
+	if sp != nil {
+		sout = make(chan []byte, 4096)
+		go func() { // joined below
+			defer close(spooled)
+			for b := range sout {
+				sp.Write(b)
+			}
+		}()
+	} else {
+		close(spooled)
+	}
+	rec.start(out, sout)
 	maxT := time.NewTimer(v.cfg.MaxLength)
 	defer maxT.Stop()
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -422,6 +448,7 @@ func (v *voicemail) record(ctx context.Context, c *call, rec *recorder, events c
 		}
 	}
 	samples := rec.stop()
+	<-spooled
 	werr := <-copied
 	pw.CloseWithError(werr)
 	r := <-res

@@ -3,6 +3,7 @@ package sipvm_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/voicering/voicering/coding"
 	"github.com/voicering/voicering/sipvm"
 	"github.com/voicering/voicering/sipvm/media"
+	"github.com/voicering/voicering/store/ring"
 )
 
 // vmPhone is a Go UA with media: it answers INVITEs with a fixed
@@ -524,8 +526,8 @@ func TestGreeting(t *testing.T) {
 	waitFor(t, "the first greeting to be removed", 10*time.Second, func() error {
 		gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		if err := r.peers[2].p.Objects().Get(gctx, first.Cap, io.Discard); err == nil {
-			return fmt.Errorf("the first greeting still reads back")
+		if err := r.peers[2].p.Objects().Get(gctx, first.Cap, io.Discard); !errors.Is(err, ring.ErrNotFound) {
+			return fmt.Errorf("reading the first greeting: got %v, want %v", err, ring.ErrNotFound)
 		}
 		return nil
 	})

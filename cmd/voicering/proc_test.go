@@ -47,6 +47,7 @@ type procRing struct {
 type proc struct {
 	dir, addr string
 	id        dht.ID
+	extra     []string // more node flags (--sip ...)
 	cmd       *exec.Cmd
 	log       *syncBuffer
 }
@@ -109,6 +110,7 @@ func (r *procRing) start(i int) {
 			args = append(args, "--join", q.addr)
 		}
 	}
+	args = append(args, p.extra...)
 	p.log = &syncBuffer{}
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

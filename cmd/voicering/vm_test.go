@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -185,4 +186,109 @@ func freeUDP(t *testing.T) int {
 	_, p, _ := strings.Cut(freeAddr(t), ":") // a free TCP port is almost always a free UDP port too
 	n, _ := strconv.Atoi(p)
 	return n
+}
+
+// A SIP peer killed (SIGKILL) while a caller speaks deposits what it had
+// recorded once it runs again: the recording was spooled on its disk as
+// it came, and the restarted peer stores it on the ring.
+func TestDepositSurvivesSIGKILL(t *testing.T) {
+	sipp, err := exec.LookPath("sipp")
+	if err != nil {
+		t.Fatalf("this test needs sipp: install Debian's sip-tester (apt-get install sip-tester), or run `make test`")
+	}
+	key := filepath.Join(t.TempDir(), "vm.key")
+	if _, errOut, code := runCLI(t, nil, "vm", "key", "init", "--out", key); code != 0 {
+		t.Fatalf("vm key init: %s", errOut)
+	}
+	sipAddr := freeAddr(t)
+	r := startProcRing(t, 6, 100*time.Millisecond) // 4-of-6: six peers
+	sp := r.procs[0]
+	r.kill(0)
+	sp.extra = []string{"--sip", sipAddr, "--domain", "voicering.local", "--vm-key", key}
+	r.start(0)
+	waitFor(t, "the SIP peer to serve", 30*time.Second, func() error {
+		if !strings.Contains(sp.log.String(), "SIP serving") {
+			return errNotYet
+		}
+		return nil
+	})
+	cli := []string{"--peer", sp.addr, "--domain", "voicering.local"}
+	waitFor(t, "user add to succeed", 30*time.Second, func() error {
+		out, errOut, code := runCLI(t, nil, append([]string{"user", "add", "--password", "x"}, append(cli, "alice")...)...)
+		if code != 0 {
+			return &cliErr{out + errOut}
+		}
+		return nil
+	})
+
+	// bob's call streams the speech and would hang up 20 s later; the
+	// peer dies once 2 s of it are on its disk.
+	pcmu, err := os.ReadFile("../../testdata/audio/speech.pcmu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	if err := os.WriteFile(filepath.Join(work, "speech.pcmu"), pcmu, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scenario, _ := filepath.Abs("../../testdata/sipp/voicemail.xml")
+	sippCmd := exec.Command(sipp, "-i", "127.0.0.1", "-p", strconv.Itoa(freeUDP(t)), "-nostdin",
+		"-timeout", "60s", "-sf", scenario, "-s", "alice", "-set", "domain", "voicering.local", "-d", "20000", "-m", "1", sipAddr)
+	sippCmd.Dir = work
+	if err := sippCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sippCmd.Process.Kill(); sippCmd.Wait() })
+	spool := filepath.Join(sp.dir, "voicemail-spool")
+	const cut = 2 * media.SampleRate // samples on disk when the peer dies
+	waitFor(t, "2 s of the message in the spool", 40*time.Second, func() error {
+		wavs, _ := filepath.Glob(filepath.Join(spool, "*.wav"))
+		if len(wavs) != 1 {
+			return fmt.Errorf("spool holds %v", wavs)
+		}
+		if fi, err := os.Stat(wavs[0]); err != nil || fi.Size() < media.HeaderSize+2*cut {
+			return fmt.Errorf("spooled %v bytes", fi)
+		}
+		return nil
+	})
+	r.kill(0)
+	sippCmd.Process.Kill()
+
+	r.start(0)
+	var list []vmListing
+	env := append(os.Environ(), "VOICERING_VM_KEY="+key)
+	waitFor(t, "the restarted peer to store the deposit", 60*time.Second, func() error {
+		out, errOut, code := vmCLI(t, env, append([]string{"vm", "ls", "--json"}, append(cli, "alice")...)...)
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, errOut)
+		}
+		if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
+			return fmt.Errorf("got %q (%v), want one message", out, err)
+		}
+		return nil
+	})
+	speech := time.Duration(len(pcmu)) * time.Second / media.SampleRate
+	if got := time.Duration(list[0].Duration * float64(time.Second)); got < cut*time.Second/media.SampleRate || got >= speech {
+		t.Errorf("the message lasts %s, want from 2 s to less than the whole %s (the peer died mid-call)", got, speech)
+	}
+	wav := filepath.Join(work, "msg.wav")
+	if _, errOut, code := vmCLI(t, env, append([]string{"vm", "get", "-q", "-o", wav}, append(cli, "alice", list[0].ID)...)...); code != 0 {
+		t.Fatalf("vm get: %s", errOut)
+	}
+	f, err := os.Open(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := media.ReadPCM(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := media.PCMU.Decode(nil, pcmu)
+	if len(got) < cut || !slices.Equal(got, want[:len(got)]) {
+		t.Errorf("the message's %d samples are not the first of what bob said", len(got))
+	}
+	if files, _ := os.ReadDir(spool); len(files) != 0 {
+		t.Errorf("the spool still holds %d files", len(files))
+	}
 }

@@ -16,7 +16,7 @@
 #   testdata/bench/vm-deposits.sh                 # LEVELS="25 50 100 200"
 #   LEVELS="100 250 400" testdata/bench/vm-deposits.sh
 # A deposit the ring does not take when the call ends is spooled on the
-# SIP peer and stored by its retries (every 30 s): the "spooled" column
+# SIP peer and stored by its retries (backing off to every 30 s): the "spooled" column
 # counts them ($WORK/peer-0.log: "spooled, will retry" and why), and the
 # level waits (up to 180 s) for the spool to empty.
 # Output: a table on stdout; logs and WAVs under $WORK (kept; printed).
