@@ -134,7 +134,10 @@ func (sp *spool) begin(aor string, msg Message) *spooled {
 	sp.mu.Lock()
 	sp.busy[msg.ID] = true // before the note exists: the retries leave it alone
 	sp.mu.Unlock()
-	err := sp.save(e.note, true)
+	// Not synced: this runs between the beep and the caller's first
+	// words, and a process that dies keeps what it wrote. The deposit is
+	// synced when it is left for the retries.
+	err := sp.save(e.note, false)
 	var f *os.File
 	if err == nil {
 		f, err = os.OpenFile(sp.path(msg.ID, ".wav"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
