@@ -439,6 +439,10 @@ func (o *Objects) Read(ctx context.Context, c coding.Cap, m *coding.Manifest, w 
 	return nil
 }
 
+// segmentReadAttempts bounds the lookups one segment read makes: six,
+// 100 ms apart doubling, span 3.1 s.
+const segmentReadAttempts = 6
+
 // fetcher returns the coding.Fetch of an object's segments.
 func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fetch {
 	return func(ctx context.Context, c *coding.Collector) error {
@@ -470,11 +474,16 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 		// The placement peers first, all at once; the spares only when
 		// they did not give enough (shards drift to spares after failures,
 		// until repair moves them home). Right after peers die, lookups may
-		// still name them: a segment still short is looked up again, with
-		// back-off, before the collector's shortfall is reported.
+		// still name them, and for a few seconds leave out live peers
+		// that a failed call made suspect (a suspicion lasts up to 5 s,
+		// and peers copy each other's lists): a segment still short is
+		// looked up again, with back-off over about 3 s, and each later
+		// pass also asks the peers earlier lookups named, before the
+		// collector's shortfall is reported.
 		wait := 100 * time.Millisecond
 		var err error
-		for attempt := range readAttempts {
+		named := map[dht.ID]dht.Peer{} // by the lookups so far
+		for attempt := range segmentReadAttempts {
 			var peers []dht.Peer
 			peers, _, err = o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
 			if err == nil {
@@ -483,8 +492,20 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 				if !c.Enough() && len(peers) > total {
 					ask(peers[total:], total, attempt > 0)
 				}
+				if !c.Enough() && attempt > 0 {
+					var missed []dht.Peer
+					for id, p := range named {
+						if !slices.ContainsFunc(peers, func(q dht.Peer) bool { return q.ID == id }) {
+							missed = append(missed, p)
+						}
+					}
+					ask(missed, m.Scheme.Total, true)
+				}
+				for _, p := range peers {
+					named[p.ID] = p
+				}
 			}
-			if c.Enough() || attempt == readAttempts-1 {
+			if c.Enough() || attempt == segmentReadAttempts-1 {
 				break
 			}
 			if serr := sleep(ctx, wait); serr != nil {
