@@ -28,7 +28,11 @@
 // immutable and checked against the cap, so a reader trusts any replica
 // that answers. Get asks every placement peer (and a few spares, since
 // shards drift one peer along when a peer dies) at once, keeps the first
-// Needed shards that match the manifest and cancels the rest.
+// Needed shards that match the manifest and cancels the rest. A segment
+// still short — right after failures, lookups may name dead peers or
+// leave out live ones a failed call made suspect — is looked up again,
+// six times over about 3 s, asking also the peers earlier lookups named,
+// before the read fails.
 //
 // # Repair
 //
