@@ -91,7 +91,10 @@
 // greeting it replaces is removed from the ring). SUBSCRIBE
 // with Event: message-summary (RFC 3842, digest-authenticated) is stored
 // in the record mwi:AOR; the peer that changes a mailbox (deposit, save,
-// delete) NOTIFYs every live subscription in it.
+// delete) NOTIFYs every live subscription in it. A mailbox changed
+// outside SIP (`voicering vm rm`) is announced through the ring call
+// MethodNotifyMailbox, which ringpeer registers on SIP peers with
+// voicemail.
 //
 // Mailbox records (mailbox:AOR, one entry per message plus "greeting")
 // are sealed with XChaCha20-Poly1305 under the ring's voicemail key,

@@ -131,27 +131,59 @@ func (v *voicemail) subscribe(ctx context.Context, req *sip.Request, tx sip.Serv
 
 // notifyAll sends the current message summary of aor to every live
 // subscription on the ring.
-func (v *voicemail) notifyAll(ctx context.Context, aor string) {
+func (v *voicemail) notifyAll(ctx context.Context, aor string) (int, error) {
 	msgs, _, err := v.boxes.List(ctx, aor)
 	if err != nil {
-		return
+		return 0, err
 	}
 	n, m := Counts(msgs)
 	es, err := v.s.cfg.Records.Get(ctx, SubscriptionsKey(aor))
-	if err != nil {
-		return
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, fmt.Errorf("sipvm: read the MWI subscriptions of %s: %w", aor, err)
 	}
 	now := v.s.cfg.Now()
+	sent := 0
 	for _, e := range es {
 		var sub subscription
 		if json.Unmarshal(e.Value, &sub) != nil || !e.Expires.After(now) {
 			continue
 		}
 		sub.Expires = e.Expires
-		if err := v.notify(ctx, aor, sub, n, m); errors.Is(err, errGone) {
+		switch err := v.notify(ctx, aor, sub, n, m); {
+		case errors.Is(err, errGone):
 			v.s.cfg.Records.Delete(ctx, SubscriptionsKey(aor), e.Name)
+		case err == nil:
+			sent++
 		}
 	}
+	return sent, nil
+}
+
+// MethodNotifyMailbox is the ring call a SIP peer with voicemail answers
+// (sipvm/ringpeer registers it): its body is an address of record of the
+// peer's domain, and the peer NOTIFYs that mailbox's live MWI
+// subscriptions with its counts now, answering how many it notified (in
+// decimal). `voicering vm rm` calls it, so that a mailbox changed outside
+// SIP still turns the phones' lamps off. The NOTIFYs go only to the
+// owner's subscriptions and say only what the owner may know; a caller
+// learns nothing but a count.
+const MethodNotifyMailbox = "sip.mwi"
+
+// NotifyMailbox NOTIFYs the live MWI subscriptions of aor with its
+// mailbox's counts and returns how many it notified. Errors: ErrConfig
+// without a voicemail service; dht.ErrBadRequest for an address not of
+// the form sip:USER@DOMAIN of this peer's domain; ring errors.
+func (s *Server) NotifyMailbox(ctx context.Context, aor string) (int, error) {
+	if s.vm == nil {
+		return 0, fmt.Errorf("%w: this peer has no voicemail service", ErrConfig)
+	}
+	user, domain, ok := strings.Cut(strings.TrimPrefix(aor, "sip:"), "@")
+	if !ok || !strings.HasPrefix(aor, "sip:") || CheckName("user", user) != nil || !strings.EqualFold(domain, s.cfg.Domain) {
+		return 0, fmt.Errorf("%w: %q is not an address sip:USER@%s", dht.ErrBadRequest, aor, s.cfg.Domain)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout+10*time.Second)
+	defer cancel()
+	return s.vm.notifyAll(ctx, AOR(user, s.cfg.Domain))
 }
 
 var errGone = errors.New("subscription gone")

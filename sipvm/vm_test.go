@@ -18,8 +18,10 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/voicering/voicering/coding"
+	"github.com/voicering/voicering/dht"
 	"github.com/voicering/voicering/sipvm"
 	"github.com/voicering/voicering/sipvm/media"
+	"github.com/voicering/voicering/store/peer"
 	"github.com/voicering/voicering/store/ring"
 )
 
@@ -534,5 +536,65 @@ func TestGreeting(t *testing.T) {
 	var b bytes.Buffer
 	if err := r.peers[2].p.Objects().Get(ctx, second.Cap, &b); err != nil {
 		t.Errorf("the second greeting: %v", err)
+	}
+}
+
+// A mailbox changed outside SIP (as `voicering vm rm` changes it) is
+// announced through a SIP peer's sipvm.MethodNotifyMailbox, called over
+// the ring as the CLI calls it; a peer without voicemail does not know the
+// method.
+func TestNotifyMailboxOverTheRing(t *testing.T) {
+	key := sipvm.NewMailboxKey()
+	n := 0
+	r := newSIPRing(t, 3, func(c *sipvm.Config) {
+		if n > 0 { // peer 0 serves SIP without voicemail
+			c.VM = &sipvm.VoicemailConfig{Key: key, Scheme: coding.Scheme{Needed: 2, Total: 3}}
+		}
+		n++
+	})
+	ctx := t.Context()
+	if err := r.sip(1).Accounts().Add(ctx, "alice", domain, "alice-secret"); err != nil {
+		t.Fatal(err)
+	}
+	aor := sipvm.AOR("alice", domain)
+	alice := newVMPhone(t, "alice")
+	alice.subscribe(r.sip(1).Addr(), "alice-secret")
+	alice.waitNotify("0/0")
+
+	c, err := peer.NewClient(peer.ClientConfig{Peers: []string{r.peers[0].p.Self().Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	notify := func(i int, body string) (string, error) {
+		b, err := c.Call(ctx, r.peers[i].p.Self().Addr, sipvm.MethodNotifyMailbox, []byte(body))
+		return string(b), err
+	}
+
+	boxes, err := sipvm.NewMailboxes(c.Records(), key) // the CLI's view
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := boxes.Store(ctx, aor, sipvm.Message{From: "sip:bob@example.org", At: time.Now(), Duration: 2 * time.Second, Folder: sipvm.FolderNew})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := notify(2, aor); err != nil || got != "1" {
+		t.Fatalf("notify through peer 2: %q, %v, want 1 subscription notified", got, err)
+	}
+	alice.waitNotify("1/0")
+	if err := boxes.Delete(ctx, aor, msg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := notify(1, aor); err != nil || got != "1" {
+		t.Fatalf("notify through peer 1: %q, %v, want 1", got, err)
+	}
+	alice.waitNotify("0/0")
+
+	if _, err := notify(2, "sip:alice@elsewhere.org"); !errors.Is(err, dht.ErrBadRequest) {
+		t.Errorf("another domain's address: got %v, want %v", err, dht.ErrBadRequest)
+	}
+	if _, err := notify(0, aor); !errors.Is(err, dht.ErrUnknownMethod) {
+		t.Errorf("a peer without voicemail: got %v, want %v", err, dht.ErrUnknownMethod)
 	}
 }

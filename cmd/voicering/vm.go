@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/voicering/voicering/dht"
 	"github.com/voicering/voicering/sipvm"
 	"github.com/voicering/voicering/sipvm/media"
 	"github.com/voicering/voicering/sipvm/ringpeer"
@@ -426,5 +427,24 @@ func runVMRm(c *cli.Context, args []string) error {
 		fmt.Fprintf(c.App.ErrWriter, "warning: message %s is out of the mailbox, but removing its recording failed: %v\n", msg.ID, err)
 	}
 	fmt.Fprintf(out(c), "removed message %s of %s\n", msg.ID[:min(8, len(msg.ID))], m.aor)
+	m.notifyLamps(c)
 	return nil
+}
+
+// notifyLamps asks the first --peer to NOTIFY the owner's MWI
+// subscriptions of the mailbox as it is now; a peer without SIP voicemail
+// cannot, and the lamps then update at the phones' next subscription
+// refresh.
+func (m *mailboxSession) notifyLamps(c *cli.Context) {
+	addrs, err := peerAddrs(c)
+	if err != nil || len(addrs) == 0 {
+		return
+	}
+	_, err = m.Call(m.ctx, addrs[0], sipvm.MethodNotifyMailbox, []byte(m.aor))
+	switch {
+	case errors.Is(err, dht.ErrUnknownMethod):
+		fmt.Fprintf(c.App.ErrWriter, "note: the peer at %s serves no SIP voicemail, so the phones' message lamps update at their next MWI refresh; give --peer a SIP peer to update them now\n", addrs[0])
+	case err != nil:
+		fmt.Fprintf(c.App.ErrWriter, "warning: the mailbox changed, but telling the phones (MWI) through %s failed: %v\n", addrs[0], err)
+	}
 }

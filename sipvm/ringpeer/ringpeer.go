@@ -13,9 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/voicering/voicering/dht"
 	"github.com/voicering/voicering/sipvm"
 	"github.com/voicering/voicering/store/peer"
 )
@@ -71,8 +73,20 @@ func New(cfg Config) (*Peer, error) {
 			p.Close()
 			return nil, fmt.Errorf("peer: SIP: %w", err)
 		}
+		if sc.VM != nil {
+			p.Node().Handle(sipvm.MethodNotifyMailbox, rp.notifyMailbox)
+		}
 	}
 	return rp, nil
+}
+
+// notifyMailbox answers sipvm.MethodNotifyMailbox.
+func (rp *Peer) notifyMailbox(ctx context.Context, req *dht.Request) ([]byte, error) {
+	n, err := rp.SIP.NotifyMailbox(ctx, string(req.Body))
+	if err != nil {
+		return nil, err
+	}
+	return strconv.AppendInt(nil, int64(n), 10), nil
 }
 
 // SpoolDir is the directory, in a peer's data directory, where its SIP

@@ -104,5 +104,12 @@ func (c *Client) Status(ctx context.Context, addr string) (*Status, error) {
 	return &st, nil
 }
 
+// Call calls method on the peer at addr, for methods that packages above
+// the store serve on peers (sipvm.MethodNotifyMailbox). A peer that does
+// not serve it answers dht.ErrUnknownMethod.
+func (c *Client) Call(ctx context.Context, addr, method string, body []byte) ([]byte, error) {
+	return c.tr.Call(ctx, dht.Peer{Addr: addr}, method, body)
+}
+
 // Close closes the client's connections.
 func (c *Client) Close() error { return c.tr.Close() }
