@@ -443,7 +443,7 @@ func (m *mailboxSession) notifyLamps(c *cli.Context) {
 	_, err = m.Call(m.ctx, addrs[0], sipvm.MethodNotifyMailbox, []byte(m.aor))
 	switch {
 	case errors.Is(err, dht.ErrUnknownMethod):
-		fmt.Fprintf(c.App.ErrWriter, "note: the peer at %s serves no SIP voicemail, so the phones' message lamps update at their next MWI refresh; give --peer a SIP peer to update them now\n", addrs[0])
+		fmt.Fprintf(c.App.ErrWriter, "note: the peer at %s serves no SIP voicemail (or runs a voicering older than this one), so the phones' message lamps update at their next MWI refresh; give --peer a SIP peer to update them now\n", addrs[0])
 	case err != nil:
 		fmt.Fprintf(c.App.ErrWriter, "warning: the mailbox changed, but telling the phones (MWI) through %s failed: %v\n", addrs[0], err)
 	}
