@@ -162,28 +162,75 @@ func (v *voicemail) notifyAll(ctx context.Context, aor string) (int, error) {
 // MethodNotifyMailbox is the ring call a SIP peer with voicemail answers
 // (sipvm/ringpeer registers it): its body is an address of record of the
 // peer's domain, and the peer NOTIFYs that mailbox's live MWI
-// subscriptions with its counts now, answering how many it notified (in
-// decimal). `voicering vm rm` calls it, so that a mailbox changed outside
-// SIP still turns the phones' lamps off. The NOTIFYs go only to the
-// owner's subscriptions and say only what the owner may know; a caller
-// learns nothing but a count.
+// subscriptions with its counts, in the background; the answer is empty.
+// `voicering vm rm` calls it, so that a mailbox changed outside SIP still
+// turns the phones' lamps off. The NOTIFYs go only to the owner's
+// subscriptions and say only what the owner may know; the caller learns
+// nothing. Calls for a mailbox being notified fold into one more pass
+// after the current one, and at most maxMWIAsks mailboxes are notified at
+// once, so the call cannot be made to multiply NOTIFYs.
 const MethodNotifyMailbox = "sip.mwi"
 
-// NotifyMailbox NOTIFYs the live MWI subscriptions of aor with its
-// mailbox's counts and returns how many it notified. Errors: ErrConfig
+// maxMWIAsks bounds the mailboxes one peer notifies at once for
+// MethodNotifyMailbox.
+const maxMWIAsks = 64
+
+// NotifyMailbox has this peer NOTIFY the live MWI subscriptions of aor
+// with its mailbox's counts. The NOTIFYs are sent in the background, by a
+// goroutine that Serve waits for; a call for a mailbox being notified
+// asks for one more pass after the current one. Errors: ErrConfig
 // without a voicemail service; dht.ErrBadRequest for an address not of
-// the form sip:USER@DOMAIN of this peer's domain; ring errors.
-func (s *Server) NotifyMailbox(ctx context.Context, aor string) (int, error) {
-	if s.vm == nil {
-		return 0, fmt.Errorf("%w: this peer has no voicemail service", ErrConfig)
+// the form sip:USER@DOMAIN of this peer's domain; ErrBusy when maxMWIAsks
+// mailboxes are being notified; ErrNotServing before or after Serve.
+func (s *Server) NotifyMailbox(aor string) error {
+	v := s.vm
+	if v == nil {
+		return fmt.Errorf("%w: this peer has no voicemail service", ErrConfig)
 	}
 	user, domain, ok := strings.Cut(strings.TrimPrefix(aor, "sip:"), "@")
 	if !ok || !strings.HasPrefix(aor, "sip:") || CheckName("user", user) != nil || !strings.EqualFold(domain, s.cfg.Domain) {
-		return 0, fmt.Errorf("%w: %q is not an address sip:USER@%s", dht.ErrBadRequest, aor, s.cfg.Domain)
+		return fmt.Errorf("%w: %q is not an address sip:USER@%s", dht.ErrBadRequest, aor, s.cfg.Domain)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout+10*time.Second)
-	defer cancel()
-	return s.vm.notifyAll(ctx, AOR(user, s.cfg.Domain))
+	aor = AOR(user, s.cfg.Domain)
+	v.mwiMu.Lock()
+	defer v.mwiMu.Unlock()
+	if _, running := v.mwiAsks[aor]; running {
+		v.mwiAsks[aor] = true // once more when this pass ends
+		return nil
+	}
+	if len(v.mwiAsks) >= maxMWIAsks {
+		return fmt.Errorf("%w: %d mailboxes are being notified; try again shortly", ErrBusy, len(v.mwiAsks))
+	}
+	ctx, ok := s.context()
+	if !ok {
+		return ErrNotServing
+	}
+	if v.mwiAsks == nil {
+		v.mwiAsks = map[string]bool{}
+	}
+	v.mwiAsks[aor] = false
+	go func() { // owned by the Server: s.calls, joined by Serve
+		defer s.calls.Done()
+		for {
+			nctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout+10*time.Second)
+			if _, err := v.notifyAll(nctx, aor); err != nil {
+				s.log.Info("voicemail: notify the mailbox's subscribers", "aor", aor, "err", err)
+			}
+			cancel()
+			v.mwiMu.Lock()
+			again := v.mwiAsks[aor]
+			if again {
+				v.mwiAsks[aor] = false
+			} else {
+				delete(v.mwiAsks, aor)
+			}
+			v.mwiMu.Unlock()
+			if !again {
+				return
+			}
+		}
+	}()
+	return nil
 }
 
 var errGone = errors.New("subscription gone")

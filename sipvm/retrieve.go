@@ -114,7 +114,8 @@ func (v *voicemail) retrieve(ctx context.Context, req *sip.Request, tx sip.Serve
 }
 
 // recordGreeting records aor's new greeting, and removes the recording it
-// replaces (or the new one, when too short to keep).
+// replaces (or the new one, when too short to keep, or cut off by the
+// owner hanging up before '#' or the silence that ends it).
 func (v *voicemail) recordGreeting(ctx context.Context, c *call, rec *recorder, events chan event, aor string) {
 	g, reason, err := v.record(ctx, c, rec, events, nil)
 	if err != nil {
@@ -125,8 +126,9 @@ func (v *voicemail) recordGreeting(ctx context.Context, c *call, rec *recorder, 
 	// their own time, and finish even if the owner hangs up now.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.s.cfg.RecordTimeout)
 	defer cancel()
-	if g.Duration < v.cfg.MinLength {
-		v.s.log.Info("voicemail: greeting too short, not kept", "aor", aor, "duration", g.Duration, "ended", reason)
+	if g.Duration < v.cfg.MinLength || reason == "hangup" {
+		// Too short, or cut off: the owner did not finish it.
+		v.s.log.Info("voicemail: greeting not kept", "aor", aor, "duration", g.Duration, "ended", reason)
 		v.cfg.Objects.Remove(wctx, g.Cap)
 		return
 	}

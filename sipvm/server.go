@@ -133,6 +133,13 @@ const DefaultMaxRegistrations = 256
 // ErrConfig marks a Config that cannot be served.
 var ErrConfig = errors.New("sipvm: bad configuration")
 
+// ErrBusy marks work refused for want of capacity; ErrNotServing work
+// asked of a Server before or after Serve.
+var (
+	ErrBusy       = errors.New("sipvm: busy")
+	ErrNotServing = errors.New("sipvm: not serving")
+)
+
 // New checks cfg, fills its defaults and binds the sockets. Errors name
 // the address at fault (one in use, a wildcard without Advertise).
 func New(cfg Config) (*Server, error) {

@@ -50,8 +50,11 @@ type spool struct {
 }
 
 // errNoRecording marks a spooled deposit whose recording file is gone:
-// nothing to retry.
-var errNoRecording = errors.New("the spooled recording is missing")
+// nothing to retry. errPutFailed marks a recording the ring did not store.
+var (
+	errNoRecording = errors.New("the spooled recording is missing")
+	errPutFailed   = errors.New("store the recording")
+)
 
 // spoolNote is the ID.json of a spooled deposit.
 type spoolNote struct {
@@ -73,7 +76,11 @@ type spoolNote struct {
 }
 
 func newSpool(v *voicemail, dir string, every time.Duration) (*spool, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		err = os.Chmod(dir, 0o700) // plain audio: the peer's own
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%w: voicemail spool %s: %v (give a writable directory)", ErrConfig, dir, err)
 	}
 	sp := &spool{dir: dir, every: every, v: v, busy: map[string]bool{}, kick: make(chan struct{}, 1)}
@@ -191,16 +198,17 @@ func (e *spooled) done() {
 	e.sp.release(e.note.ID)
 }
 
-// stored notes that the recording is on the ring (cap c), so that a peer
+// stored notes that the recording is on the ring (msg's Cap, and its
+// Duration), so that a peer
 // killed before the mailbox entry is written does not store it again.
 // Not synced: a process that dies keeps what it wrote; should the machine
 // crash meanwhile, the recording is stored again (a copy too many, not a
 // message lost).
-func (e *spooled) stored(c coding.Cap) {
+func (e *spooled) stored(msg Message) {
 	if e == nil || e.werr != nil {
 		return
 	}
-	e.note.Message.Cap = c
+	e.note.Message.Cap, e.note.Message.Duration = msg.Cap, msg.Duration
 	if err := e.sp.save(e.note, false); err != nil {
 		e.sp.v.s.log.Warn("voicemail: spool note", "id", e.note.ID, "err", err)
 	}
@@ -285,8 +293,17 @@ func (sp *spool) save(n spoolNote, sync bool) error {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
+		return err
 	}
-	return err
+	if sync { // the rename, and the recording's creation, survive a power loss
+		d, err := os.Open(sp.dir)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		return d.Sync()
+	}
+	return nil
 }
 
 // run retries the spooled deposits until ctx ends: at once (what a
@@ -346,9 +363,10 @@ func (sp *spool) retryAll(ctx context.Context) int {
 		}
 		err := sp.retry(ctx, id)
 		sp.release(id)
-		if err != nil {
-			// The ring fails this deposit; the others would wait on it
-			// too (a Put may take minutes): next round.
+		if errors.Is(err, errPutFailed) {
+			// The ring cannot store recordings now; the others would wait
+			// on it too (a Put may take minutes): next round. A mailbox
+			// write that failed is one user's replicas: go on.
 			break
 		}
 	}
@@ -383,18 +401,29 @@ func (sp *spool) retry(ctx context.Context, id string) error {
 	if n.Version == 0 {
 		n.Version = entryVersion(n.Message.At)
 	}
-	if n.Message.Cap == (coding.Cap{}) {
-		if err := sp.putRecording(ctx, &n); err != nil {
-			return sp.failed(n, err)
+	if n.Message.Duration == 0 { // a peer died during the call
+		fi, err := os.Stat(sp.path(id, ".wav"))
+		if errors.Is(err, fs.ErrNotExist) && n.Message.Cap == (coding.Cap{}) {
+			return sp.failed(n, fmt.Errorf("%w: %v", errNoRecording, err))
 		}
-		if n.Message.Duration < v.cfg.MinLength {
-			v.dropped.Add(1)
-			v.s.log.Info("voicemail: spooled recording too short, dropped", "aor", n.AOR, "id", id, "duration", n.Message.Duration)
+		if err == nil && fi.Size() > media.HeaderSize {
+			n.Message.Duration = time.Duration((fi.Size()-media.HeaderSize)/2) * time.Second / media.SampleRate
+		}
+	}
+	if n.Message.Duration < v.cfg.MinLength {
+		v.dropped.Add(1)
+		v.s.log.Info("voicemail: spooled recording too short, dropped", "aor", n.AOR, "id", id, "duration", n.Message.Duration)
+		if n.Message.Cap != (coding.Cap{}) {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			v.cfg.Objects.Remove(rctx, n.Message.Cap)
 			cancel()
-			sp.remove(id, true)
-			return nil
+		}
+		sp.remove(id, true)
+		return nil
+	}
+	if n.Message.Cap == (coding.Cap{}) {
+		if err := sp.putRecording(ctx, &n); err != nil {
+			return sp.failed(n, err)
 		}
 		// Keep the cap, so that a later try stores the entry only.
 		if err := sp.save(n, true); err != nil {
@@ -419,22 +448,20 @@ func (sp *spool) retry(ctx context.Context, id string) error {
 func (sp *spool) putRecording(ctx context.Context, n *spoolNote) error {
 	v := sp.v
 	f, err := os.Open(sp.path(n.ID, ".wav"))
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", errNoRecording, err)
 	}
-	defer f.Close()
-	if n.Message.Duration == 0 {
-		if fi, err := f.Stat(); err == nil && fi.Size() > media.HeaderSize {
-			n.Message.Duration = time.Duration((fi.Size()-media.HeaderSize)/2) * time.Second / media.SampleRate
-		}
+	if err != nil { // too many open files, an I/O error: try again later
+		return fmt.Errorf("open the spooled recording: %w", err)
 	}
+	defer f.Close()
 	// A whole recording is at most MaxLength of audio: a generous bound
 	// on storing it, so that one stuck try does not hold the others.
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	c, _, err := v.cfg.Objects.Put(pctx, io.Reader(f), v.recordingParams())
 	if err != nil {
-		return fmt.Errorf("store the recording: %w", err)
+		return fmt.Errorf("%w: %w", errPutFailed, err)
 	}
 	n.Message.Cap = c
 	return nil

@@ -214,4 +214,7 @@ func TestDepositSpooledUntilTheRingTakesIt(t *testing.T) {
 	if err != nil || len(msgs) != 1 || msgs[0].ID != msg.ID {
 		t.Errorf("mailbox after the repeat: %+v, %v, want bob's message only", msgs, err)
 	}
+	if st := r.sip(seven).VoicemailStats(); st.SpoolStored != 2 {
+		t.Errorf("peer 7 stats %+v, want 2 stored from the spool (the repeat was stored, and lost to the deletion)", st)
+	}
 }

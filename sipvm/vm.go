@@ -85,6 +85,9 @@ type voicemail struct {
 	dialogs *sipgo.DialogServerCache
 	spool   *spool // nil: none
 
+	mwiMu   sync.Mutex
+	mwiAsks map[string]bool // NotifyMailbox passes running: another asked
+
 	deposits, dropped, retrievals, notifies atomic.Int64
 	mu                                      sync.Mutex
 	firstAudio                              []time.Duration
@@ -247,11 +250,13 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 	})
 
 	greeting := v.prompts["greeting"]
-	if _, g, err := v.boxes.List(ctx, cl.AOR); err == nil && g != nil {
-		if pcm, err := v.fetch(ctx, g.Cap); err == nil {
+	gctx, gcancel := context.WithTimeout(ctx, v.s.cfg.RecordTimeout) // else the default one
+	if _, g, err := v.boxes.List(gctx, cl.AOR); err == nil && g != nil {
+		if pcm, err := v.fetch(gctx, g.Cap); err == nil {
 			greeting = pcm
 		}
 	}
+	gcancel()
 	if err := c.rtp.Play(ctx, append(greeting, v.prompts["beep"]...)); err != nil {
 		return // the caller hung up during the greeting
 	}
@@ -263,6 +268,9 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 		v.hangup(ctx, c)
 	}
 	msg.Cap, msg.Duration = rec2.Cap, rec2.Duration
+	if d := rec.spooledShort(); d > 0 {
+		v.s.log.Warn("voicemail: the spool's disk fell behind; its copy of the recording lacks frames", "aor", cl.AOR, "id", msg.ID, "frames", d)
+	}
 	if msg.Duration < v.cfg.MinLength {
 		v.dropped.Add(1)
 		v.s.log.Info("voicemail: recording too short, dropped", "aor", cl.AOR, "duration", msg.Duration)
@@ -277,7 +285,7 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), v.s.cfg.RecordTimeout)
 	defer wcancel()
 	if err == nil {
-		sp.stored(msg.Cap)
+		sp.stored(msg)
 		msg, err = v.boxes.store(wctx, cl.AOR, msg, entryVersion(msg.At))
 	}
 	if err != nil {
@@ -309,12 +317,14 @@ func trySend[T any](ch chan T, v T) {
 // recorder takes decoded audio from the RTP goroutine; while on, it
 // passes it to out as WAV sample bytes and counts silence.
 type recorder struct {
-	mu      sync.Mutex
-	out     chan []byte
-	spool   chan []byte // the same bytes for the spool; nil: none
-	samples int
-	quiet   int // consecutive samples below the silence level
-	dropped int
+	mu    sync.Mutex
+	out   chan []byte
+	spool chan []byte // the same bytes for the spool; nil: none
+	// spoolDropped counts frames the spool fell too far behind to take.
+	spoolDropped int
+	samples      int
+	quiet        int // consecutive samples below the silence level
+	dropped      int
 }
 
 // silenceLevel is the RMS under which a 20 ms frame counts as silence.
@@ -346,6 +356,7 @@ func (r *recorder) audio(pcm []int16) {
 		select {
 		case r.spool <- b:
 		default: // the disk fell 80 s behind
+			r.spoolDropped++
 		}
 	}
 }
@@ -369,6 +380,13 @@ func (r *recorder) stop() int {
 		r.spool = nil
 	}
 	return r.samples
+}
+
+// spooledShort returns how many frames the spool missed.
+func (r *recorder) spooledShort() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spoolDropped
 }
 
 func (r *recorder) quietFor() time.Duration {

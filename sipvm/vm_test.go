@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -446,9 +447,11 @@ func frames(pcm ...[]int16) int {
 // the first from the ring.
 func TestGreeting(t *testing.T) {
 	key := sipvm.NewMailboxKey()
+	logs := &syncBuf{}
 	r := newSIPRing(t, 4, func(c *sipvm.Config) {
 		c.VM = &sipvm.VoicemailConfig{Key: key, Silence: 3 * time.Second, MenuTimeout: 3 * time.Second,
 			Scheme: coding.Scheme{Needed: 2, Total: 3}}
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	ctx := t.Context()
 	if err := r.sip(0).Accounts().Add(ctx, "alice", domain, "alice-secret"); err != nil {
@@ -460,7 +463,9 @@ func TestGreeting(t *testing.T) {
 	prompt := func(name string) []int16 { return readWAV(t, "assets/"+name+".wav") }
 	youHave := frames(prompt("youhave"), prompt("n0"), prompt("new"), prompt("and"), prompt("n0"), prompt("saved"), prompt("messages"))
 
-	record := func(through int, words []int16) sipvm.Message {
+	// record has alice record words as her greeting through a peer; she
+	// ends with '#', or hangs up instead when hangUp is set.
+	record := func(through int, words []int16, hangUp bool) *sipvm.Message {
 		t.Helper()
 		code, mc := alice.call(r.sip(through).Addr(), "voicemail", "0 101", "alice-secret")
 		if code != 200 {
@@ -487,22 +492,37 @@ func TestGreeting(t *testing.T) {
 		if err := mc.rtp.Play(ctx, append(make([]int16, media.SampleRate/5), words...)); err != nil {
 			t.Fatal(err)
 		}
-		if err := mc.rtp.SendDigit(ctx, '#', 60*time.Millisecond); err != nil {
-			t.Fatal(err)
+		if hangUp {
+			if err := mc.d.Bye(ctx); err != nil {
+				t.Fatalf("bye: %v", err)
+			}
+			waitFor(t, "the cut-off greeting to be dropped", 10*time.Second, func() error {
+				if !strings.Contains(logs.String(), "greeting not kept") {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
+		} else {
+			if err := mc.rtp.SendDigit(ctx, '#', 60*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			waitChan(t, "voicemail to say goodbye and hang up", alice.byes)
 		}
-		waitChan(t, "voicemail to say goodbye and hang up", alice.byes)
 		_, g, err := r.sip(2).Mailboxes().List(ctx, aor)
 		if err != nil || g == nil {
 			t.Fatalf("greeting after recording: %v, %v", g, err)
+		}
+		if hangUp {
+			return g
 		}
 		want := time.Duration(len(words)) * time.Second / media.SampleRate
 		if g.Duration < want || g.Duration > want+1500*time.Millisecond {
 			t.Errorf("greeting lasts %s, want %s to %s more", g.Duration, want, 1500*time.Millisecond)
 		}
-		return *g
+		return g
 	}
 
-	first := record(1, speech)
+	first := record(1, speech, false)
 	code, mc := bob.call(r.sip(3).Addr(), "alice", "0 101", "")
 	if code != 200 {
 		t.Fatalf("bob calls alice: got %d, want 200 from voicemail", code)
@@ -521,7 +541,7 @@ func TestGreeting(t *testing.T) {
 	}
 
 	// A new greeting replaces the first, whose recording leaves the ring.
-	second := record(0, speech[:len(speech)/2])
+	second := record(0, speech[:len(speech)/2], false)
 	if second.Cap == first.Cap {
 		t.Fatalf("the second greeting has the first's cap")
 	}
@@ -536,6 +556,11 @@ func TestGreeting(t *testing.T) {
 	var b bytes.Buffer
 	if err := r.peers[2].p.Objects().Get(ctx, second.Cap, &b); err != nil {
 		t.Errorf("the second greeting: %v", err)
+	}
+
+	// Hanging up before '#' leaves the greeting as it was.
+	if g := record(3, speech, true); g.Cap != second.Cap {
+		t.Errorf("after a cut-off recording the greeting is %+v, want the second, %+v", g, second)
 	}
 }
 
@@ -579,15 +604,15 @@ func TestNotifyMailboxOverTheRing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := notify(2, aor); err != nil || got != "1" {
-		t.Fatalf("notify through peer 2: %q, %v, want 1 subscription notified", got, err)
+	if got, err := notify(2, aor); err != nil || got != "" {
+		t.Fatalf("notify through peer 2: %q, %v, want an empty answer", got, err)
 	}
 	alice.waitNotify("1/0")
 	if err := boxes.Delete(ctx, aor, msg.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := notify(1, aor); err != nil || got != "1" {
-		t.Fatalf("notify through peer 1: %q, %v, want 1", got, err)
+	if got, err := notify(1, aor); err != nil || got != "" {
+		t.Fatalf("notify through peer 1: %q, %v, want an empty answer", got, err)
 	}
 	alice.waitNotify("0/0")
 

@@ -445,6 +445,6 @@ func (m *mailboxSession) notifyLamps(c *cli.Context) {
 	case errors.Is(err, dht.ErrUnknownMethod):
 		fmt.Fprintf(c.App.ErrWriter, "note: the peer at %s serves no SIP voicemail (or runs a voicering older than this one), so the phones' message lamps update at their next MWI refresh; give --peer a SIP peer to update them now\n", addrs[0])
 	case err != nil:
-		fmt.Fprintf(c.App.ErrWriter, "warning: the mailbox changed, but telling the phones (MWI) through %s failed: %v\n", addrs[0], err)
+		fmt.Fprintf(c.App.ErrWriter, "warning: the mailbox changed, but telling the phones (MWI) through %s failed: %v; their message lamps update at their next MWI refresh\n", addrs[0], err)
 	}
 }

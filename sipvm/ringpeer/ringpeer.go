@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -81,12 +80,8 @@ func New(cfg Config) (*Peer, error) {
 }
 
 // notifyMailbox answers sipvm.MethodNotifyMailbox.
-func (rp *Peer) notifyMailbox(ctx context.Context, req *dht.Request) ([]byte, error) {
-	n, err := rp.SIP.NotifyMailbox(ctx, string(req.Body))
-	if err != nil {
-		return nil, err
-	}
-	return strconv.AppendInt(nil, int64(n), 10), nil
+func (rp *Peer) notifyMailbox(_ context.Context, req *dht.Request) ([]byte, error) {
+	return nil, rp.SIP.NotifyMailbox(string(req.Body))
 }
 
 // SpoolDir is the directory, in a peer's data directory, where its SIP

@@ -440,8 +440,12 @@ func (o *Objects) Read(ctx context.Context, c coding.Cap, m *coding.Manifest, w 
 }
 
 // segmentReadAttempts bounds the lookups one segment read makes: six,
-// 100 ms apart doubling, span 3.1 s.
-const segmentReadAttempts = 6
+// 100 ms apart doubling, span 3.1 s. missedPeerTimeout bounds each call
+// to a peer an earlier lookup named and the latest did not.
+const (
+	segmentReadAttempts = 6
+	missedPeerTimeout   = 2 * time.Second
+)
 
 // fetcher returns the coding.Fetch of an object's segments.
 func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fetch {
@@ -449,11 +453,11 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 		s := c.Segment()
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		ask := func(peers []dht.Peer, first int, thorough bool) {
+		ask := func(peers []dht.Peer, first int, thorough bool, timeout time.Duration) {
 			var wg sync.WaitGroup
 			for k, p := range peers {
 				wg.Go(func() {
-					cctx, cancelCall := context.WithTimeout(ctx, o.cfg.CallTimeout)
+					cctx, cancelCall := context.WithTimeout(ctx, timeout)
 					defer cancelCall()
 					for i, data := range o.segmentShards(cctx, p, si, s, first+k, m.Scheme.Total, thorough) {
 						o.read.Add(uint64(len(data)))
@@ -488,9 +492,9 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 			peers, _, err = o.cfg.Locator.Lookup(ctx, PlacementKey(si, s), m.Scheme.Total+o.cfg.Spare)
 			if err == nil {
 				total := min(m.Scheme.Total, len(peers))
-				ask(peers[:total], 0, attempt > 0)
+				ask(peers[:total], 0, attempt > 0, o.cfg.CallTimeout)
 				if !c.Enough() && len(peers) > total {
-					ask(peers[total:], total, attempt > 0)
+					ask(peers[total:], total, attempt > 0, o.cfg.CallTimeout)
 				}
 				if !c.Enough() && attempt > 0 {
 					var missed []dht.Peer
@@ -499,7 +503,9 @@ func (o *Objects) fetcher(si coding.StorageIndex, m *coding.Manifest) coding.Fet
 							missed = append(missed, p)
 						}
 					}
-					ask(missed, m.Scheme.Total, true)
+					// Most of them are the dead that newer lookups
+					// dropped: a short wait each.
+					ask(missed, m.Scheme.Total, true, min(o.cfg.CallTimeout, missedPeerTimeout))
 				}
 				for _, p := range peers {
 					named[p.ID] = p
