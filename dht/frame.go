@@ -571,6 +571,9 @@ func (fc *fconn) read() {
 
 // call sends one request and waits for its response.
 func (fc *fconn) call(ctx context.Context, method string, body []byte, v int) (fresult, error) {
+	if err := ctx.Err(); err != nil { // ended while dialing: send nothing
+		return fresult{}, err
+	}
 	ch := make(chan fresult, 1)
 	fc.mu.Lock()
 	if fc.pending == nil {

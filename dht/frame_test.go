@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -445,5 +446,35 @@ func TestFrameWriterUnderLoad(t *testing.T) {
 	wg.Wait()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A call whose context has already ended sends nothing: the peer does not
+// act on a request its caller gave up on (a canceled write stays
+// unwritten), and the connection stays good.
+func TestCanceledCallSendsNothing(t *testing.T) {
+	var calls atomic.Int32
+	var mux Mux
+	mux.Handle("write", func(context.Context, *Request) ([]byte, error) {
+		calls.Add(1)
+		return nil, nil
+	})
+	srv := serveTLSMux(t, &mux)
+	cli := clientTLS(t, TLSConfig{})
+	if _, err := cli.Call(ctxT(t), srv.Local(), "write", nil); err != nil { // the connection is up
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancel()
+	for range 200 {
+		if _, err := cli.Call(ctx, srv.Local(), "write", []byte("x")); !errors.Is(err, context.Canceled) {
+			t.Fatalf("canceled call: %v, want context.Canceled", err)
+		}
+	}
+	if _, err := cli.Call(ctxT(t), srv.Local(), "write", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("the handler ran %d times, want 2 (the 200 canceled calls not at all)", n)
 	}
 }

@@ -411,6 +411,12 @@ func (t *TLSTransport) client(to Peer) (*http.Client, error) {
 // both sides know: on a version refusal it retries once in the newest
 // common version and remembers it for the peer's address.
 func (t *TLSTransport) Call(ctx context.Context, to Peer, method string, body []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		// Send nothing: the caller will not wait for the answer, so the
+		// peer must not act on the request either (a canceled write
+		// stays unwritten).
+		return nil, fmt.Errorf("dht: call %s on %s: %w", method, to, err)
+	}
 	if len(body) > t.cfg.MaxMessage {
 		return nil, fmt.Errorf("dht: call %s on %s: %w: request of %d bytes", method, to, ErrTooLarge, len(body))
 	}
