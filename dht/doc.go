@@ -67,7 +67,9 @@
 // per period, filling the fingers that fall within the successor list
 // without a call; keep-alives ping the predecessor and first successors
 // not heard from. A graceful Leave tells the predecessor and successor,
-// which splice at once; upper layers watch Subscribe for changes of the
+// which splice at once, and for 2 s count nothing they still hear from
+// the leaver as a sign of life (answers to calls made before it left
+// would otherwise put it back); upper layers watch Subscribe for changes of the
 // neighbourhood to repair and hand over data. A periodic merge looks the
 // node's own ID up through the bootstrap peers, a finger, and peers lost
 // to failures, which reunites rings split by a partition.

@@ -39,7 +39,14 @@ type health struct {
 	since        time.Time // when state was entered
 	lastOK       time.Time // last sign of life
 	lastUse      time.Time
+	left         time.Time // when it said it left (markLeft); zero: never
 }
+
+// leaveGrace is how long after a peer says it leaves no answer or call
+// from it counts as a sign of life: answers to calls made before the
+// leave, and the leaver's last maintenance calls, still arrive then, and
+// would put it back into successor lists.
+const leaveGrace = 2 * time.Second
 
 // detector is the failure detector: RTT estimates as in TCP (RFC 6298),
 // timeouts of srtt + 4·rttvar within [min, max] doubled after each
@@ -99,6 +106,9 @@ func (d *detector) ok(id ID, rtt time.Duration, now time.Time) (old PeerState) {
 		}
 	}
 	old = h.state
+	if !h.left.IsZero() && now.Sub(h.left) < leaveGrace {
+		return old // a late sign of a peer that left
+	}
 	h.fails = 0
 	h.lastOK = now
 	if h.state != Alive {
@@ -135,6 +145,15 @@ func (d *detector) markDead(id ID, now time.Time) (old PeerState) {
 	old = h.state
 	h.state, h.since, h.fails = Dead, now, d.deadAfter
 	return old
+}
+
+// markLeft records that id said it leaves the ring: dead at once, and
+// no sign of life counts for leaveGrace.
+func (d *detector) markLeft(id ID, now time.Time) {
+	d.markDead(id, now)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.m[id].left = now
 }
 
 // usable reports whether id may be routed to: not suspected or dead

@@ -89,3 +89,23 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A peer that said it left is not revived by the late answers and calls
+// that still arrive from it for a moment, but is once that has passed (a
+// restarted peer rejoining).
+func TestDetectorLeave(t *testing.T) {
+	d := detector{min: 200 * time.Millisecond, max: 10 * time.Second, initial: time.Second, deadAfter: 3, memory: time.Minute, m: map[ID]*health{}}
+	id := Key("leaver")
+	now := time.Unix(1000, 0)
+	d.ok(id, 10*time.Millisecond, now)
+	d.markLeft(id, now)
+	d.ok(id, 10*time.Millisecond, now.Add(50*time.Millisecond)) // an answer to a call made before the leave
+	d.ok(id, 0, now.Add(time.Second))                           // its last maintenance call
+	if d.usable(id, now.Add(time.Second)) {
+		t.Error("a peer that left is usable again within the grace, want not")
+	}
+	d.ok(id, 0, now.Add(leaveGrace+time.Second)) // it rejoins
+	if st, _, _ := d.stateOf(id); st != Alive || !d.usable(id, now.Add(leaveGrace+time.Second)) {
+		t.Errorf("after the grace a call revives it: state %v, want alive and usable", st)
+	}
+}

@@ -943,7 +943,10 @@ func (n *Node) mergeFrom(ctx context.Context, starts []Peer) {
 		if !better {
 			return
 		}
-		if _, err := n.ctl(ctx, p, methodPing, nil); err != nil {
+		// A peer that just left is still in others' tables, sits right
+		// where our successor was, and may still answer for a moment:
+		// the detector knows (markLeft), the ping alone does not.
+		if _, err := n.ctl(ctx, p, methodPing, nil); err != nil || !n.usable(p.ID) {
 			return
 		}
 		n.mu.Lock()
@@ -1133,7 +1136,7 @@ func (n *Node) handleLeave(_ context.Context, req *Request) ([]byte, error) {
 		return nil, nil
 	}
 	n.log.Info("peer left", "peer", gone.Short())
-	n.fd.markDead(gone, time.Now())
+	n.fd.markLeft(gone, time.Now())
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	pred, hasPred := n.pred, n.hasPred
