@@ -131,32 +131,28 @@ func (v *voicemail) subscribe(ctx context.Context, req *sip.Request, tx sip.Serv
 
 // notifyAll sends the current message summary of aor to every live
 // subscription on the ring.
-func (v *voicemail) notifyAll(ctx context.Context, aor string) (int, error) {
+func (v *voicemail) notifyAll(ctx context.Context, aor string) error {
 	msgs, _, err := v.boxes.List(ctx, aor)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	n, m := Counts(msgs)
 	es, err := v.s.cfg.Records.Get(ctx, SubscriptionsKey(aor))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return 0, fmt.Errorf("sipvm: read the MWI subscriptions of %s: %w", aor, err)
+		return fmt.Errorf("sipvm: read the MWI subscriptions of %s: %w", aor, err)
 	}
 	now := v.s.cfg.Now()
-	sent := 0
 	for _, e := range es {
 		var sub subscription
 		if json.Unmarshal(e.Value, &sub) != nil || !e.Expires.After(now) {
 			continue
 		}
 		sub.Expires = e.Expires
-		switch err := v.notify(ctx, aor, sub, n, m); {
-		case errors.Is(err, errGone):
+		if err := v.notify(ctx, aor, sub, n, m); errors.Is(err, errGone) {
 			v.s.cfg.Records.Delete(ctx, SubscriptionsKey(aor), e.Name)
-		case err == nil:
-			sent++
 		}
 	}
-	return sent, nil
+	return nil
 }
 
 // MethodNotifyMailbox is the ring call a SIP peer with voicemail answers
@@ -213,7 +209,7 @@ func (s *Server) NotifyMailbox(aor string) error {
 		defer s.calls.Done()
 		for {
 			nctx, cancel := context.WithTimeout(ctx, s.cfg.RecordTimeout+10*time.Second)
-			if _, err := v.notifyAll(nctx, aor); err != nil {
+			if err := v.notifyAll(nctx, aor); err != nil {
 				s.log.Info("voicemail: notify the mailbox's subscribers", "aor", aor, "err", err)
 			}
 			cancel()

@@ -55,9 +55,8 @@ type VoicemailConfig struct {
 	// the ring cannot store at the end of the call (too few live peers,
 	// records unreachable) is tried again after a second, then at
 	// doubling intervals up to RetryEvery, also after a restart, instead
-	// of being lost. Zero: no spool; such a deposit is
-	// lost, and logged. (ringpeer gives every SIP peer one in its data
-	// directory.)
+	// of being lost. Zero: no spool; such a deposit is lost, and logged.
+	// (ringpeer gives every SIP peer one in its data directory.)
 	Spool string
 	// RetryEvery is the longest wait between tries of a spooled deposit.
 	// Zero: 30s.
@@ -262,12 +261,12 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 	}
 	msg := Message{ID: newMessageID(), From: cl.Request.From().Address.String(), At: v.s.cfg.Now(), Folder: FolderNew}
 	sp := v.spool.begin(cl.AOR, msg)
-	rec2, reason, err := v.record(ctx, c, rec, events, sp)
+	got, reason, err := v.record(ctx, c, rec, events, sp)
 	stopRTP()
 	if reason != "hangup" {
 		v.hangup(ctx, c)
 	}
-	msg.Cap, msg.Duration = rec2.Cap, rec2.Duration
+	msg.Cap, msg.Duration = got.Cap, got.Duration
 	if d := rec.spooledShort(); d > 0 {
 		v.s.log.Warn("voicemail: the spool's disk fell behind; its copy of the recording lacks frames", "aor", cl.AOR, "id", msg.ID, "frames", d)
 	}
