@@ -147,7 +147,13 @@ func TestRegistrationStormIsShed(t *testing.T) {
 	if r := <-first; r.err != nil || r.res.StatusCode != sip.StatusOK {
 		t.Fatalf("alice's REGISTER, admitted: %v %v, want 200", r.res, r.err)
 	}
-	// The slot is free again: bob gets in.
+	// The slot is free again (alice's handler gives it back just after
+	// her 200 is sent): bob gets in.
+	for deadline := time.Now().Add(10 * time.Second); len(s.regSlots) > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("alice's registration slot was not given back")
+		}
+	}
 	if res, err := digestRegister(t, server, "bob"); err != nil || res.StatusCode != sip.StatusOK {
 		t.Fatalf("bob's REGISTER after alice's: %v %v, want 200", res, err)
 	}
