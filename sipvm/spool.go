@@ -95,6 +95,9 @@ func newSpool(v *voicemail, dir string, every time.Duration) (*spool, error) {
 		return nil, fmt.Errorf("%w: voicemail spool: %v", ErrConfig, err)
 	}
 	sp.waiting.Store(int64(len(ids)))
+	if len(ids) > 0 {
+		v.s.log.Warn("voicemail: deposits the ring has not taken yet wait in the spool; retrying", "dir", dir, "deposits", len(ids))
+	}
 	return sp, nil
 }
 

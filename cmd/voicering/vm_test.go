@@ -257,6 +257,12 @@ func TestDepositSurvivesSIGKILL(t *testing.T) {
 	sippCmd.Process.Kill()
 
 	r.start(0)
+	waitFor(t, "the restarted peer to say what its spool holds", 30*time.Second, func() error {
+		if !strings.Contains(sp.log.String(), "wait in the spool") {
+			return errNotYet
+		}
+		return nil
+	})
 	var list []vmListing
 	env := append(os.Environ(), "VOICERING_VM_KEY="+key)
 	waitFor(t, "the restarted peer to store the deposit", 60*time.Second, func() error {
