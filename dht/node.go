@@ -362,7 +362,9 @@ func (n *Node) observe(ctx context.Context, to Peer, rtt time.Duration, err erro
 		if err != nil {
 			rtt = 0
 		}
-		if old := n.fd.ok(to.ID, rtt, now); old != Alive {
+		// Back from suspected or dead; not a peer that just left and
+		// still answers (the detector ignores it then, see markLeft).
+		if old := n.fd.ok(to.ID, rtt, now); old != Alive && n.usable(to.ID) {
 			n.log.Info("peer alive", "peer", to)
 			n.mu.Lock()
 			delete(n.lost, to.ID)
