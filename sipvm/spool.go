@@ -323,23 +323,22 @@ func (sp *spool) run(ctx context.Context) {
 		} else {
 			wait = first
 		}
-		t := time.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-sp.kick:
-			t.Stop()
-			// Not at once: whatever failed the call's own try has
-			// likely not healed yet.
-			wait = first
-			t = time.NewTimer(first)
+		t, due := time.NewTimer(next), time.Now().Add(next)
+		for waiting := true; waiting; {
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
+				waiting = false
+			case <-sp.kick:
+				// Soon, not at once: whatever failed the call's own try
+				// has likely not healed yet.
+				wait = first
+				if time.Until(due) > first {
+					t.Reset(first)
+					due = time.Now().Add(first)
+				}
 			}
 		}
 	}

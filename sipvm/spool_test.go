@@ -171,13 +171,7 @@ func TestDepositSpooledUntilTheRingTakesIt(t *testing.T) {
 	if at < 0 || len(pcm) < at+len(heard) {
 		t.Fatalf("the stored message (%d samples) does not hold what bob said (at %d)", len(pcm), at)
 	}
-	same := 0
-	for i := range heard {
-		if pcm[at+i] == heard[i] {
-			same++
-		}
-	}
-	if same < len(heard)*99/100 {
+	if same := sameSamples(pcm[at:], heard); same < len(heard)*99/100 {
 		t.Errorf("message: %d of %d samples as bob sent them", same, len(heard))
 	}
 	st := r.sip(six).VoicemailStats()

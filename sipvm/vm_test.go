@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -167,6 +168,35 @@ func (mc *mediaCall) waitHeard(t *testing.T, what string, n int) {
 		}
 		return nil
 	})
+}
+
+// waitToHear waits until the call has heard start, and n samples from
+// where it begins, and returns those n samples.
+func (mc *mediaCall) waitToHear(t *testing.T, what string, start []int16, n int) []int16 {
+	t.Helper()
+	var got []int16
+	waitFor(t, what, 40*time.Second, func() error {
+		mc.mu.Lock()
+		defer mc.mu.Unlock()
+		at := indexOf(mc.heard, start)
+		if at < 0 || len(mc.heard) < at+n {
+			return fmt.Errorf("heard %d samples, %s at %d", len(mc.heard), what, at)
+		}
+		got = slices.Clone(mc.heard[at : at+n])
+		return nil
+	})
+	return got
+}
+
+// sameSamples counts the samples of want that got holds at the same place.
+func sameSamples(got, want []int16) int {
+	same := 0
+	for i := range min(len(got), len(want)) {
+		if got[i] == want[i] {
+			same++
+		}
+	}
+	return same
 }
 
 func (ph *vmPhone) call(server, callee, fmts, password string) (int, *mediaCall) {
@@ -368,14 +398,7 @@ func TestVoicemail(t *testing.T) {
 			t.Fatalf("got %d, want 200", code)
 		}
 		msg := g711(speech)
-		waitFor(t, "the start of the message", 40*time.Second, func() error {
-			mc.mu.Lock()
-			defer mc.mu.Unlock()
-			if indexOf(mc.heard, msg[:800]) < 0 {
-				return fmt.Errorf("heard %d samples, not the message yet", len(mc.heard))
-			}
-			return nil
-		})
+		mc.waitToHear(t, "the start of the message", msg[:800], 800)
 		if err := mc.d.Bye(ctx); err != nil {
 			t.Fatalf("bye: %v", err)
 		}
@@ -401,24 +424,9 @@ func TestVoicemail(t *testing.T) {
 			return nil
 		})
 		msg := g711(speech)
-		waitFor(t, "the message", 40*time.Second, func() error {
-			mc.mu.Lock()
-			defer mc.mu.Unlock()
-			at := indexOf(mc.heard, msg[:800])
-			if at < 0 || len(mc.heard) < at+len(msg) {
-				return fmt.Errorf("heard %d samples, message at %d", len(mc.heard), at)
-			}
-			same := 0
-			for i := range msg {
-				if mc.heard[at+i] == msg[i] {
-					same++
-				}
-			}
-			if same < len(msg)*99/100 {
-				t.Fatalf("message: %d of %d samples as bob sent them", same, len(msg))
-			}
-			return nil
-		})
+		if same := sameSamples(mc.waitToHear(t, "the message", msg[:800], len(msg)), msg); same < len(msg)*99/100 {
+			t.Fatalf("message: %d of %d samples as bob sent them", same, len(msg))
+		}
 		if err := mc.rtp.SendDigit(ctx, '7', 60*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
@@ -479,15 +487,7 @@ func TestGreeting(t *testing.T) {
 		// The key cut the menu short: wait for the end of the record
 		// prompt's beep, when recording starts.
 		beep := prompt("beep")
-		waitFor(t, "the beep", 30*time.Second, func() error {
-			mc.mu.Lock()
-			defer mc.mu.Unlock()
-			at := indexOf(mc.heard, g711(beep[:800]))
-			if at < 0 || len(mc.heard) < at+len(beep) {
-				return fmt.Errorf("heard %d samples, beep at %d", len(mc.heard), at)
-			}
-			return nil
-		})
+		mc.waitToHear(t, "the beep", g711(beep[:800]), len(beep))
 		// A breath after the beep, as people take, then the words.
 		if err := mc.rtp.Play(ctx, append(make([]int16, media.SampleRate/5), words...)); err != nil {
 			t.Fatal(err)
@@ -528,14 +528,7 @@ func TestGreeting(t *testing.T) {
 		t.Fatalf("bob calls alice: got %d, want 200 from voicemail", code)
 	}
 	heard := g711(speech)
-	waitFor(t, "bob to hear alice's greeting", 30*time.Second, func() error {
-		mc.mu.Lock()
-		defer mc.mu.Unlock()
-		if indexOf(mc.heard, heard[:800]) < 0 {
-			return fmt.Errorf("heard %d samples, not alice's greeting", len(mc.heard))
-		}
-		return nil
-	})
+	mc.waitToHear(t, "alice's greeting", heard[:800], 800)
 	if err := mc.d.Bye(ctx); err != nil {
 		t.Fatalf("bye: %v", err)
 	}
