@@ -1,9 +1,11 @@
 package sipvm
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/icholy/digest"
 )
@@ -85,4 +87,46 @@ func FuzzParseCredentials(f *testing.F) {
 			t.Fatalf("parseCredentials(%q) = %+v, icholy/digest reads %+v", s, got, theirs)
 		}
 	})
+}
+
+// TestNonceCounts checks the nonce-count table: each count is accepted
+// once and only above the last, a nonce is stale once window newer ones
+// were issued (its slot given to another), and the indices wrap around
+// 2^32 without losing track.
+func TestNonceCounts(t *testing.T) {
+	n := newNonces([]byte("k"), time.Minute, []string{"MD5"}, time.Now)
+	n.window = 8
+	n.issued.Store(1<<32 - 3) // wraps after three nonces
+	a := n.issue()
+	for _, step := range []struct {
+		nc uint32
+		ok bool
+	}{{1, true}, {1, false}, {3, true}, {2, false}, {4, true}} {
+		if err := n.check(a, step.nc); (err == nil) != step.ok {
+			t.Fatalf("count %d: %v, want accepted %v", step.nc, err, step.ok)
+		}
+	}
+	var newer []string
+	for range 7 {
+		newer = append(newer, n.issue())
+	}
+	if err := n.check(a, 5); err != nil {
+		t.Fatalf("after 7 newer nonces of 8 tracked: %v", err)
+	}
+	b := n.issue() // takes a's slot
+	if err := n.check(a, 6); !errors.Is(err, errStale) {
+		t.Fatalf("a nonce whose slot was given to another: %v, want stale", err)
+	}
+	if err := n.check(b, 1); err != nil {
+		t.Fatalf("the nonce given the slot: %v", err)
+	}
+	for i, c := range newer {
+		if err := n.check(c, 1); err != nil {
+			t.Fatalf("nonce %d of 7: %v", i, err)
+		}
+	}
+	old := newNonces([]byte("k"), time.Minute, []string{"MD5"}, func() time.Time { return time.Now().Add(-2 * time.Minute) }).issue()
+	if err := n.check(old, 1); !errors.Is(err, errStale) {
+		t.Fatalf("an expired nonce: %v, want stale", err)
+	}
 }

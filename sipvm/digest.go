@@ -9,9 +9,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/icholy/digest"
@@ -25,24 +27,32 @@ var (
 )
 
 // nonces issues and checks stateless HMAC nonces and tracks nonce counts.
+//
+// Each nonce carries its index among the nonces this peer issued, and the
+// highest count used with it sits in a slot of a fixed table at that
+// index (as Kamailio's auth module keeps them): checking is two atomic
+// loads and a compare-and-swap, with no lock, no map to sweep and no
+// allocation. A table of maxTracked slots remembers the last maxTracked
+// nonces issued; an older one is answered stale, and its UA
+// authenticates anew.
 type nonces struct {
 	secret []byte
 	ttl    time.Duration
 	algos  []string
 	now    func() time.Time
 
-	mu        sync.Mutex
-	seen      map[string]ncState // nonce → highest nc accepted
-	lastSweep time.Time
+	macs sync.Pool // of HMAC-SHA256 with secret: a new one costs two hashes
+
+	issued atomic.Uint32 // index of the next nonce; starts anywhere
+	window uint32        // slots: maxTracked
+	slots  struct {
+		once sync.Once
+		nc   []atomic.Uint32 // highest count used with nonce i, at i % window
+	}
 }
 
-type ncState struct {
-	nc      uint32
-	expires time.Time
-}
-
-// maxTracked bounds the nonce-count table; past it, the oldest half of
-// the nonces are forgotten early (their UAs get a stale challenge).
+// maxTracked is how many of the latest nonces have their counts tracked
+// (4 MiB of slots, allocated with the first nonce).
 const maxTracked = 1 << 20
 
 func newNonces(secret []byte, ttl time.Duration, algos []string, now func() time.Time) *nonces {
@@ -50,81 +60,95 @@ func newNonces(secret []byte, ttl time.Duration, algos []string, now func() time
 		secret = make([]byte, 32)
 		rand.Read(secret)
 	}
-	return &nonces{secret: secret, ttl: ttl, algos: algos, now: now, seen: map[string]ncState{}}
+	n := &nonces{secret: secret, ttl: ttl, algos: algos, now: now, window: maxTracked}
+	// A peer restarted with the same secret starts its indices far from
+	// where it left them: a nonce from before lands outside the window
+	// (but by a 1 in 4,096 chance) rather than on a slot emptied anew.
+	var start [4]byte
+	rand.Read(start[:])
+	n.issued.Store(binary.BigEndian.Uint32(start[:]))
+	return n
 }
 
-// issue returns a fresh nonce: 8 bytes of time, 8 random, 16 of MAC.
+func (n *nonces) table() []atomic.Uint32 {
+	n.slots.once.Do(func() { n.slots.nc = make([]atomic.Uint32, n.window) })
+	return n.slots.nc
+}
+
+// issue returns a fresh nonce: 8 bytes of time, 4 of index, 4 random,
+// 16 of MAC.
 func (n *nonces) issue() string {
+	i := n.issued.Add(1) - 1
+	n.table()[i%n.window].Store(0)
 	var b [32]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(n.now().UnixNano()))
-	rand.Read(b[8:16])
+	binary.BigEndian.PutUint32(b[8:12], i)
+	rand.Read(b[12:16])
 	copy(b[16:], n.mac(b[:16]))
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 func (n *nonces) mac(b []byte) []byte {
-	m := hmac.New(sha256.New, n.secret)
+	m, _ := n.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, n.secret)
+	}
+	defer n.macs.Put(m)
+	m.Reset()
 	m.Write(b)
-	return m.Sum(nil)[:16]
+	return m.Sum(make([]byte, 0, sha256.Size))[:16]
 }
 
 // check reports whether nonce is ours and fresh (errStale when it is ours
-// but expired), and whether nc is above every count used with it before
-// (errStale too: a replay, or a UA that lost count, gets a new nonce).
+// but expired or forgotten), and whether nc is above every count used
+// with it before (errStale too: a replay, or a UA that lost count, gets a
+// new nonce).
 func (n *nonces) check(nonce string, nc uint32) error {
-	b, err := base64.RawURLEncoding.DecodeString(nonce)
-	if err != nil || len(b) != 32 || !hmac.Equal(b[16:], n.mac(b[:16])) {
+	var b [32]byte
+	if len(nonce) != base64.RawURLEncoding.EncodedLen(len(b)) {
 		return fmt.Errorf("%w: nonce was not issued by this peer", errStale)
 	}
-	now := n.now()
+	if _, err := base64.RawURLEncoding.Decode(b[:], []byte(nonce)); err != nil || !hmac.Equal(b[16:], n.mac(b[:16])) {
+		return fmt.Errorf("%w: nonce was not issued by this peer", errStale)
+	}
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(b[:8])))
-	if now.Sub(issued) > n.ttl {
+	if n.now().Sub(issued) > n.ttl {
 		return fmt.Errorf("%w: nonce expired", errStale)
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if st, ok := n.seen[nonce]; ok && nc <= st.nc {
-		return fmt.Errorf("%w: nonce count %08x already used", errStale, nc)
+	i := binary.BigEndian.Uint32(b[8:12])
+	forgotten := func() bool { return n.issued.Load()-1-i >= n.window }
+	if forgotten() {
+		return fmt.Errorf("%w: nonce too old to track", errStale)
 	}
-	n.sweep(now)
-	n.seen[nonce] = ncState{nc: nc, expires: issued.Add(n.ttl)}
+	slot := &n.table()[i%n.window]
+	for {
+		old := slot.Load()
+		if nc <= old {
+			return fmt.Errorf("%w: nonce count %08x already used", errStale, nc)
+		}
+		if slot.CompareAndSwap(old, nc) {
+			break
+		}
+	}
+	// The slot may have been given to a newer nonce meanwhile (and the
+	// count just stored in its place): then this one is forgotten, and
+	// the newer one's next count gets a stale answer, which is safe.
+	if forgotten() {
+		return fmt.Errorf("%w: nonce too old to track", errStale)
+	}
 	return nil
 }
 
-// sweep drops expired nonce counts, at most every ttl/4 or when the table
-// is full. n.mu is held.
-func (n *nonces) sweep(now time.Time) {
-	if len(n.seen) < maxTracked && now.Sub(n.lastSweep) < n.ttl/4 {
-		return
-	}
-	n.lastSweep = now
-	for k, st := range n.seen {
-		if !now.Before(st.expires) {
-			delete(n.seen, k)
-		}
-	}
-	if len(n.seen) >= maxTracked { // still full: forget every other nonce
-		i := 0
-		for k := range n.seen {
-			if i%2 == 0 {
-				delete(n.seen, k)
-			}
-			i++
-		}
-	}
-}
-
-// challenges returns the WWW-Authenticate values for realm, one per
-// algorithm offered, most preferred first (RFC 8760 §2.4).
+// challenges returns the WWW-Authenticate header lines for realm, one
+// per algorithm offered, most preferred first (RFC 8760 §2.4).
 func (n *nonces) challenges(realm string, stale bool) []string {
 	nonce := n.issue()
-	var out []string
-	for _, algo := range n.algos {
-		s := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, realm, nonce, algo)
+	out := make([]string, len(n.algos))
+	for i, algo := range n.algos {
+		out[i] = `WWW-Authenticate: Digest realm="` + realm + `", nonce="` + nonce + `", algorithm=` + algo + `, qop="auth"`
 		if stale {
-			s += ", stale=true"
+			out[i] += ", stale=true"
 		}
-		out = append(out, s)
 	}
 	return out
 }

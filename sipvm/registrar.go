@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,14 +168,7 @@ func (s *Server) authenticate(ctx context.Context, req *sip.Request, tx sip.Serv
 		s.respond(req, tx, sip.StatusForbidden, "Forbidden (wrong user name or password)")
 		return "", false
 	}
-	stale := errors.Is(err, errStale)
-	res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
-	for _, ch := range s.nonces.challenges(s.cfg.Domain, stale) {
-		res.AppendHeader(sip.NewHeader("WWW-Authenticate", ch))
-	}
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("sip: respond 401", "err", err)
-	}
+	s.answer(req, tx, sip.StatusUnauthorized, "Unauthorized", s.nonces.challenges(s.cfg.Domain, errors.Is(err, errStale))...)
 	return "", false
 }
 
@@ -379,17 +373,15 @@ func (s *Server) Shed() uint64 { return s.shed.Load() }
 
 // okBindings answers 200 OK listing bs with their remaining lifetimes.
 func (s *Server) okBindings(req *sip.Request, tx sip.ServerTransaction, bs []Binding, now time.Time) {
-	res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+	var lines []string
 	for _, b := range live(bs, now) {
 		left := int(b.Expires.Sub(now).Round(time.Second) / time.Second)
-		v := "<" + b.Contact + ">"
+		v := "Contact: <" + b.Contact + ">"
 		if b.Params != "" {
 			v += ";" + b.Params
 		}
-		res.AppendHeader(sip.NewHeader("Contact", v+";expires="+strconv.Itoa(max(left, 1))))
+		lines = append(lines, v+";expires="+strconv.Itoa(max(left, 1)))
 	}
-	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("sip: respond 200 to REGISTER", "err", err)
-	}
+	lines = append(lines, "Date: "+now.UTC().Format(http.TimeFormat))
+	s.answer(req, tx, sip.StatusOK, "OK", lines...)
 }

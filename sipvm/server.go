@@ -420,11 +420,39 @@ func closed(ctx context.Context) bool {
 
 // respond answers req on tx with code and reason, logging a failure.
 func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	if t, ok := tx.(*udpTx); ok && t.raw != nil {
+		lines := make([]string, len(hdrs))
+		for i, h := range hdrs {
+			lines[i] = h.Name() + ": " + h.Value()
+		}
+		s.answer(req, tx, code, reason, lines...)
+		return
+	}
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
 	if err := tx.Respond(res); err != nil {
+		s.log.Debug("sip: respond", "code", code, "to", req.StartLine(), "err", err)
+	}
+}
+
+// answer sends code reason with the header lines ("Name: value"): built
+// from the request's bytes when udpFront scanned it (udpTx.respondRaw),
+// else by sipgo.
+func (s *Server) answer(req *sip.Request, tx sip.ServerTransaction, code int, reason string, lines ...string) {
+	var err error
+	if t, ok := tx.(*udpTx); ok && t.raw != nil {
+		err = t.respondRaw(code, reason, lines...)
+	} else {
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		for _, l := range lines {
+			name, value, _ := strings.Cut(l, ": ")
+			res.AppendHeader(sip.NewHeader(name, value))
+		}
+		err = tx.Respond(res)
+	}
+	if err != nil {
 		s.log.Debug("sip: respond", "code", code, "to", req.StartLine(), "err", err)
 	}
 }

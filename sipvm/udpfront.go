@@ -89,6 +89,11 @@ func (f *udpFront) stop() { f.work.Stop() }
 
 // register answers one REGISTER datagram b from addr.
 func (f *udpFront) register(b []byte, addr net.Addr) {
+	raw, scanned := scanRegister(b)
+	src, _ := addr.(*net.UDPAddr)
+	if scanned && src != nil && !raw.auth && f.challenge(&raw, src) {
+		return
+	}
 	msg, err := f.parser.ParseSIP(b)
 	if err != nil {
 		f.s.log.Debug("sip: unparsable REGISTER dropped", "from", addr.String(), "err", err)
@@ -104,6 +109,9 @@ func (f *udpFront) register(b []byte, addr net.Addr) {
 	via := req.Via()
 	if via != nil {
 		tx.addr = replyAddr(addr, via)
+	}
+	if scanned && src != nil {
+		tx.raw, tx.src = &raw, src
 	}
 	if via == nil || req.CallID() == nil || req.CSeq() == nil {
 		f.s.respond(req, tx, sip.StatusBadRequest, "Bad Request (missing Via, Call-ID or CSeq)")
@@ -131,6 +139,28 @@ func (f *udpFront) register(b []byte, addr net.Addr) {
 		}()
 	}
 	f.handle(req, tx)
+}
+
+// challenge answers a REGISTER without credentials 401 from its bytes,
+// when it is plain and for our domain and the registrar would challenge
+// it: otherwise it returns false and the registrar answers.
+func (f *udpFront) challenge(r *rawRegister, src *net.UDPAddr) bool {
+	s := f.s
+	if !bytes.EqualFold(r.toHost, []byte(s.cfg.Domain)) {
+		return false
+	}
+	if _, ok := s.context(); !ok {
+		return false
+	}
+	defer s.calls.Done()
+	if s.regSlots != nil && len(s.regSlots) == cap(s.regSlots) {
+		return false // refused: see onRegister
+	}
+	tx := udpTx{f: f, addr: r.replyAddr(src), raw: r, src: src}
+	if err := tx.respondRaw(sip.StatusUnauthorized, "Unauthorized", s.nonces.challenges(s.cfg.Domain, false)...); err != nil {
+		s.log.Debug("sip: respond 401", "err", err)
+	}
+	return true
 }
 
 // answerKey names req's transaction (RFC 3261 §17.2.3): the branch and
@@ -172,6 +202,10 @@ type udpTx struct {
 	addr  net.Addr
 	key   string // in f.answered; "" for none
 	final bool
+	// raw is the request scanned, for answers built from its bytes
+	// (respondRaw), and src where it came from; nil when it did not scan.
+	raw *rawRegister
+	src *net.UDPAddr
 }
 
 var _ sip.ServerTransaction = (*udpTx)(nil)
@@ -190,16 +224,34 @@ func (t *udpTx) Respond(res *sip.Response) error {
 	defer sipBufs.Put(buf)
 	buf.Reset()
 	res.StringWrite(buf)
-	if buf.Len() > sip.UDPMTUSize-200 {
+	return t.send(buf.Bytes(), res.StatusCode)
+}
+
+// respondRaw sends the answer code reason with the header lines extra
+// ("Name: value"), built from the request's bytes. t.raw is set.
+func (t *udpTx) respondRaw(code int, reason string, extra ...string) error {
+	if t.final {
+		return errAnswered
+	}
+	bp := rawBufs.Get().(*[]byte)
+	defer rawBufs.Put(bp)
+	*bp = t.raw.appendAnswer((*bp)[:0], code, reason, t.src, extra...)
+	return t.send(*bp, code)
+}
+
+// send sends the answer b, with status code, and keeps a final one for
+// the retransmissions of a REGISTER with credentials.
+func (t *udpTx) send(b []byte, code int) error {
+	if len(b) > sip.UDPMTUSize-200 {
 		return sip.ErrUDPMTUCongestion
 	}
-	if res.StatusCode >= 200 {
+	if code >= 200 {
 		t.final = true
 		if t.key != "" {
-			t.f.answered.finish(t.key, bytes.Clone(buf.Bytes()))
+			t.f.answered.finish(t.key, bytes.Clone(b))
 		}
 	}
-	_, err := t.f.WriteTo(buf.Bytes(), t.addr)
+	_, err := t.f.WriteTo(b, t.addr)
 	return err
 }
 

@@ -403,10 +403,16 @@ func lookupRetry(ctx context.Context, l Locator, key dht.ID, n int) ([]dht.Peer,
 // a new goroutine grows its stack afresh for each replica write.
 func (r *Records) each(ctx context.Context, peers []dht.Peer, f func(context.Context, int, Backend) error) []error {
 	errs := make([]error, len(peers))
-	call := func(i int, p dht.Peer) {
-		cctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+	// One bound for all the calls, which start together; none when the
+	// caller's own ends first (a REGISTER's write: a timer and a context
+	// fewer per replica, on the ring's hottest path).
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > r.cfg.CallTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.cfg.CallTimeout)
 		defer cancel()
-		if err := f(cctx, i, r.cfg.Dial(p)); err != nil {
+	}
+	call := func(i int, p dht.Peer) {
+		if err := f(ctx, i, r.cfg.Dial(p)); err != nil {
 			errs[i] = fmt.Errorf("replica %s: %w", p, err)
 		}
 	}
