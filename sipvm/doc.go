@@ -29,12 +29,14 @@
 //
 // REGISTER is challenged (401) with two WWW-Authenticate headers, SHA-256
 // first and MD5 second (RFC 8760), both qop=auth. Nonces are stateless:
-// a timestamp and random bytes, sealed with an HMAC-SHA-256 under the
-// peer's secret (Config.NonceSecret, random per peer by default), so only
-// the issuing peer accepts them and they expire after Config.NonceTTL
-// (then the peer answers 401 stale=true and the UA retries silently).
-// Replays are refused by nonce-count tracking: a peer remembers, per
-// nonce, the highest nc it accepted, and refuses any nc not above it.
+// a timestamp, the nonce's index and random bytes, sealed with an
+// HMAC-SHA-256 under the peer's secret (Config.NonceSecret, random per
+// peer by default), so only the issuing peer accepts them and they expire
+// after Config.NonceTTL (then the peer answers 401 stale=true and the UA
+// retries silently). Replays are refused by nonce-count tracking: a peer
+// remembers the highest nc it accepted with each of the last 2^20 nonces
+// it issued, in a table slot named by the nonce's index, and refuses any
+// nc not above it; an older nonce is answered stale.
 // Wrong credentials get 403, missing ones 401; a user may register only
 // their own address of record.
 //
@@ -50,6 +52,16 @@
 // again, byte for byte, from a table that keeps final answers for 32–64 s
 // (at most 2 × 100,000 of them). A REGISTER without credentials is simply
 // challenged again. REGISTERs over TCP and TLS go through sipgo.
+//
+// A REGISTER in the plain form phones send is answered from its own bytes
+// (scanRegister, rawRegister.appendAnswer): the answer copies its Via,
+// From, To, Call-ID and CSeq lines, filling in rport and received and
+// adding a To tag, instead of building and rendering a sipgo response. A
+// first REGISTER, without credentials, is challenged from the scan alone
+// and never parsed. What the scan does not accept (folded or repeated
+// headers it reads, a body, Require, a Via it cannot read as sipgo does)
+// takes the parser and the registrar's checks; FuzzScanRegister holds the
+// two readings together.
 //
 // Requests the proxy sends over UDP leave from the SIP port, the address
 // phones registered from and send to. Their NAT bindings and firewalls
