@@ -129,4 +129,16 @@ func TestNonceCounts(t *testing.T) {
 	if err := n.check(old, 1); !errors.Is(err, errStale) {
 		t.Fatalf("an expired nonce: %v, want stale", err)
 	}
+	// Peers given the same secret accept each other's nonces, each
+	// count once; a nonce under another secret is not ours.
+	peer := newNonces([]byte("k"), time.Minute, []string{"MD5"}, time.Now).issue()
+	if err := n.check(peer, 1); err != nil {
+		t.Fatalf("a nonce of a peer sharing the secret: %v", err)
+	}
+	if err := n.check(peer, 1); !errors.Is(err, errStale) {
+		t.Fatalf("its count again: %v, want stale", err)
+	}
+	if err := n.check(newNonces([]byte("other"), time.Minute, []string{"MD5"}, time.Now).issue(), 1); !errors.Is(err, errStale) {
+		t.Fatalf("a nonce under another secret: %v, want stale", err)
+	}
 }

@@ -28,13 +28,14 @@ var (
 
 // nonces issues and checks stateless HMAC nonces and tracks nonce counts.
 //
-// Each nonce carries its index among the nonces this peer issued, and the
-// highest count used with it sits in a slot of a fixed table at that
-// index (as Kamailio's auth module keeps them): checking is two atomic
-// loads and a compare-and-swap, with no lock, no map to sweep and no
-// allocation. A table of maxTracked slots remembers the last maxTracked
-// nonces issued; an older one is answered stale, and its UA
-// authenticates anew.
+// Each nonce carries the issuer's id and its index among the nonces the
+// issuer made. The highest count used with one of this peer's own nonces
+// sits in a slot of a fixed table at that index (as Kamailio's auth
+// module keeps them): checking takes a few atomic loads and a
+// compare-and-swap, with no lock and no map to sweep. The table remembers
+// the last maxTracked nonces issued; an older one is answered stale, and
+// its UA authenticates anew. Nonces of other peers sharing the secret
+// (Config.NonceSecret) have their counts in a map, swept as they expire.
 type nonces struct {
 	secret []byte
 	ttl    time.Duration
@@ -43,16 +44,27 @@ type nonces struct {
 
 	macs sync.Pool // of HMAC-SHA256 with secret: a new one costs two hashes
 
+	id     uint32        // the issuer id in this peer's nonces, random
 	issued atomic.Uint32 // index of the next nonce; starts anywhere
 	window uint32        // slots: maxTracked
 	slots  struct {
 		once sync.Once
 		nc   []atomic.Uint32 // highest count used with nonce i, at i % window
 	}
+
+	mu        sync.Mutex
+	foreign   map[string]ncState // other peers' nonce → highest nc accepted
+	lastSweep time.Time
+}
+
+type ncState struct {
+	nc      uint32
+	expires time.Time
 }
 
 // maxTracked is how many of the latest nonces have their counts tracked
-// (4 MiB of slots, allocated with the first nonce).
+// (4 MiB of slots, allocated with the first nonce), and how many of other
+// peers' nonces at most.
 const maxTracked = 1 << 20
 
 func newNonces(secret []byte, ttl time.Duration, algos []string, now func() time.Time) *nonces {
@@ -60,13 +72,13 @@ func newNonces(secret []byte, ttl time.Duration, algos []string, now func() time
 		secret = make([]byte, 32)
 		rand.Read(secret)
 	}
-	n := &nonces{secret: secret, ttl: ttl, algos: algos, now: now, window: maxTracked}
-	// A peer restarted with the same secret starts its indices far from
-	// where it left them: a nonce from before lands outside the window
-	// (but by a 1 in 4,096 chance) rather than on a slot emptied anew.
-	var start [4]byte
-	rand.Read(start[:])
-	n.issued.Store(binary.BigEndian.Uint32(start[:]))
+	n := &nonces{secret: secret, ttl: ttl, algos: algos, now: now, window: maxTracked, foreign: map[string]ncState{}}
+	// A new id per start: a nonce from before a restart with the same
+	// secret counts as another peer's, tracked in the map.
+	var r [8]byte
+	rand.Read(r[:])
+	n.id = binary.BigEndian.Uint32(r[:4])
+	n.issued.Store(binary.BigEndian.Uint32(r[4:]))
 	return n
 }
 
@@ -75,15 +87,15 @@ func (n *nonces) table() []atomic.Uint32 {
 	return n.slots.nc
 }
 
-// issue returns a fresh nonce: 8 bytes of time, 4 of index, 4 random,
-// 16 of MAC.
+// issue returns a fresh nonce: 8 bytes of time, 4 of index, 4 of issuer
+// id, 16 of MAC.
 func (n *nonces) issue() string {
 	i := n.issued.Add(1) - 1
 	n.table()[i%n.window].Store(0)
 	var b [32]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(n.now().UnixNano()))
 	binary.BigEndian.PutUint32(b[8:12], i)
-	rand.Read(b[12:16])
+	binary.BigEndian.PutUint32(b[12:16], n.id)
 	copy(b[16:], n.mac(b[:16]))
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
@@ -99,10 +111,10 @@ func (n *nonces) mac(b []byte) []byte {
 	return m.Sum(make([]byte, 0, sha256.Size))[:16]
 }
 
-// check reports whether nonce is ours and fresh (errStale when it is ours
-// but expired or forgotten), and whether nc is above every count used
-// with it before (errStale too: a replay, or a UA that lost count, gets a
-// new nonce).
+// check reports whether nonce was issued under our secret and is fresh
+// (errStale when it is expired or forgotten), and whether nc is above
+// every count used with it before (errStale too: a replay, or a UA that
+// lost count, gets a new nonce).
 func (n *nonces) check(nonce string, nc uint32) error {
 	var b [32]byte
 	if len(nonce) != base64.RawURLEncoding.EncodedLen(len(b)) {
@@ -111,9 +123,13 @@ func (n *nonces) check(nonce string, nc uint32) error {
 	if _, err := base64.RawURLEncoding.Decode(b[:], []byte(nonce)); err != nil || !hmac.Equal(b[16:], n.mac(b[:16])) {
 		return fmt.Errorf("%w: nonce was not issued by this peer", errStale)
 	}
+	now := n.now()
 	issued := time.Unix(0, int64(binary.BigEndian.Uint64(b[:8])))
-	if n.now().Sub(issued) > n.ttl {
+	if now.Sub(issued) > n.ttl {
 		return fmt.Errorf("%w: nonce expired", errStale)
+	}
+	if binary.BigEndian.Uint32(b[12:16]) != n.id {
+		return n.checkForeign(string(b[:16]), nc, issued.Add(n.ttl), now)
 	}
 	i := binary.BigEndian.Uint32(b[8:12])
 	forgotten := func() bool { return n.issued.Load()-1-i >= n.window }
@@ -137,6 +153,42 @@ func (n *nonces) check(nonce string, nc uint32) error {
 		return fmt.Errorf("%w: nonce too old to track", errStale)
 	}
 	return nil
+}
+
+// checkForeign tracks the counts of a nonce another peer issued under
+// the same secret, keyed by its MACed bytes k, until it expires.
+func (n *nonces) checkForeign(k string, nc uint32, expires, now time.Time) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st, ok := n.foreign[k]; ok && nc <= st.nc {
+		return fmt.Errorf("%w: nonce count %08x already used", errStale, nc)
+	}
+	n.sweep(now)
+	n.foreign[k] = ncState{nc: nc, expires: expires}
+	return nil
+}
+
+// sweep drops expired foreign nonce counts, at most every ttl/4 or when
+// the map is full. n.mu is held.
+func (n *nonces) sweep(now time.Time) {
+	if len(n.foreign) < maxTracked && now.Sub(n.lastSweep) < n.ttl/4 {
+		return
+	}
+	n.lastSweep = now
+	for k, st := range n.foreign {
+		if !now.Before(st.expires) {
+			delete(n.foreign, k)
+		}
+	}
+	if len(n.foreign) >= maxTracked { // still full: forget every other nonce
+		i := 0
+		for k := range n.foreign {
+			if i%2 == 0 {
+				delete(n.foreign, k)
+			}
+			i++
+		}
+	}
 }
 
 // challenges returns the WWW-Authenticate header lines for realm, one

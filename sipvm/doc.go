@@ -29,14 +29,18 @@
 //
 // REGISTER is challenged (401) with two WWW-Authenticate headers, SHA-256
 // first and MD5 second (RFC 8760), both qop=auth. Nonces are stateless:
-// a timestamp, the nonce's index and random bytes, sealed with an
+// a timestamp, the nonce's index and the issuer's id, sealed with an
 // HMAC-SHA-256 under the peer's secret (Config.NonceSecret, random per
-// peer by default), so only the issuing peer accepts them and they expire
-// after Config.NonceTTL (then the peer answers 401 stale=true and the UA
-// retries silently). Replays are refused by nonce-count tracking: a peer
-// remembers the highest nc it accepted with each of the last 2^20 nonces
-// it issued, in a table slot named by the nonce's index, and refuses any
-// nc not above it; an older nonce is answered stale.
+// peer by default), so only the issuing peer (or peers given the same
+// secret) accepts them, and they expire after Config.NonceTTL (then the
+// peer answers 401 stale=true and the UA retries silently). Replays are
+// refused by nonce-count tracking: a peer remembers the highest nc it
+// accepted with each of the last 2^20 nonces it issued, in a table slot
+// named by the nonce's index, and refuses any nc not above it; an older
+// nonce is answered stale. (A flood of first REGISTERs, each challenged,
+// can push a phone's nonce out of the table early: it costs that phone
+// one more challenge.) Another peer's nonces, under a shared secret, have
+// their counts kept in a map until they expire.
 // Wrong credentials get 403, missing ones 401; a user may register only
 // their own address of record.
 //

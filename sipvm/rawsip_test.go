@@ -34,8 +34,9 @@ var registersToScan = map[string]string{
 		"i: 1@pc33\r\n" +
 		"cseq: 9 REGISTER\r\n" +
 		"l: 0\r\n\r\n",
-	"two Via lines, one with two values": "REGISTER sip:example.com SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKproxy;rport, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKa\r\n" +
+	"three Via lines": "REGISTER sip:example.com SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKproxy;rport\r\n" +
+		"Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKa\r\n" +
 		"Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKb\r\n" +
 		"To: <sip:alice@example.com>;tag=already\r\n" +
 		"From: <sip:alice@example.com>;tag=1\r\n" +
@@ -47,26 +48,33 @@ var registersToScan = map[string]string{
 
 // registersNotScanned are REGISTERs left to sipgo and the registrar.
 var registersNotScanned = map[string]string{
-	"a body":                 strings.Replace(plainRegister, "Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi", 1),
-	"LF line ends":           strings.ReplaceAll(plainRegister, "\r\n", "\n"),
-	"Require":                strings.Replace(plainRegister, "Expires:", "Require: path\r\nExpires:", 1),
-	"Proxy-Require":          strings.Replace(plainRegister, "Expires:", "Proxy-Require: foo\r\nExpires:", 1),
-	"spaces in the Via":      strings.Replace(plainRegister, ";branch=z9hG4bK776asdhds;rport", " ; rport ;branch=z9hG4bK2", 1),
-	"two From":               strings.Replace(plainRegister, "Expires:", "From: <sip:bob@example.com>;tag=2\r\nExpires:", 1),
-	"two Content-Length":     strings.Replace(plainRegister, "Expires:", "Content-Length: 0\r\nExpires:", 1),
-	"folded To":              strings.Replace(plainRegister, "To: <sip:alice@example.com>", "To:\r\n <sip:alice@example.com>", 1),
-	"no CSeq":                strings.Replace(plainRegister, "CSeq: 1 REGISTER\r\n", "", 1),
-	"no Via":                 strings.Replace(plainRegister, "Via: SIP/2.0/UDP 192.0.2.4:5070;branch=z9hG4bK776asdhds;rport\r\n", "", 1),
-	"CSeq of INVITE":         strings.Replace(plainRegister, "1 REGISTER", "1 INVITE", 1),
-	"Via over TCP":           strings.Replace(plainRegister, "SIP/2.0/UDP", "SIP/2.0/TCP", 1),
-	"Via with received":      strings.Replace(plainRegister, ";rport", ";received=192.0.2.1", 1),
-	"IPv6 sent-by":           strings.Replace(plainRegister, "192.0.2.4:5070", "[2001:db8::9]:5070", 1),
-	"To with a name":         strings.Replace(plainRegister, "To: <sip:", "To: \"Alice\" <sip:", 1),
-	"tel URI":                strings.Replace(plainRegister, "REGISTER sip:example.com", "REGISTER tel:+15551234", 1),
-	"SIP/3.0":                strings.Replace(plainRegister, "SIP/2.0\r\n", "SIP/3.0\r\n", 1),
-	"no blank line":          strings.TrimSuffix(plainRegister, "\r\n"),
-	"a header with no colon": strings.Replace(plainRegister, "Expires:", "Garbage\r\nExpires:", 1),
-	"empty Call-ID":          strings.Replace(plainRegister, "Call-ID: a84b4c76e66710@pc33.example.com", "Call-ID: ", 1),
+	"a body":        strings.Replace(plainRegister, "Content-Length: 0\r\n\r\n", "Content-Length: 2\r\n\r\nhi", 1),
+	"LF line ends":  strings.ReplaceAll(plainRegister, "\r\n", "\n"),
+	"Require":       strings.Replace(plainRegister, "Expires:", "Require: path\r\nExpires:", 1),
+	"Proxy-Require": strings.Replace(plainRegister, "Expires:", "Proxy-Require: foo\r\nExpires:", 1),
+	// Cases sipgo reads otherwise than RFC 3261 (found by review).
+	"two Via values, port after":  strings.Replace(plainRegister, "192.0.2.4:5070;branch=z9hG4bK776asdhds;rport", "192.0.2.4, SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKa", 1),
+	"two Via values, port before": strings.Replace(plainRegister, "192.0.2.4:5070;branch=z9hG4bK776asdhds;rport", "192.0.2.4:5070, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa", 1),
+	"rport before a comma":        strings.Replace(plainRegister, ";rport", ";rport , SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa", 1),
+	"two rport":                   strings.Replace(plainRegister, ";rport", ";rport;rport", 1),
+	"TAG in capitals":             strings.Replace(plainRegister, "To: <sip:alice@example.com>", "To: <sip:alice@example.com>;TAG=abc", 1),
+	"a tag of two =":              strings.Replace(plainRegister, "To: <sip:alice@example.com>", "To: <sip:alice@example.com>;tag=1=2", 1),
+	"spaces in the Via":           strings.Replace(plainRegister, ";branch=z9hG4bK776asdhds;rport", " ; rport ;branch=z9hG4bK2", 1),
+	"two From":                    strings.Replace(plainRegister, "Expires:", "From: <sip:bob@example.com>;tag=2\r\nExpires:", 1),
+	"two Content-Length":          strings.Replace(plainRegister, "Expires:", "Content-Length: 0\r\nExpires:", 1),
+	"folded To":                   strings.Replace(plainRegister, "To: <sip:alice@example.com>", "To:\r\n <sip:alice@example.com>", 1),
+	"no CSeq":                     strings.Replace(plainRegister, "CSeq: 1 REGISTER\r\n", "", 1),
+	"no Via":                      strings.Replace(plainRegister, "Via: SIP/2.0/UDP 192.0.2.4:5070;branch=z9hG4bK776asdhds;rport\r\n", "", 1),
+	"CSeq of INVITE":              strings.Replace(plainRegister, "1 REGISTER", "1 INVITE", 1),
+	"Via over TCP":                strings.Replace(plainRegister, "SIP/2.0/UDP", "SIP/2.0/TCP", 1),
+	"Via with received":           strings.Replace(plainRegister, ";rport", ";received=192.0.2.1", 1),
+	"IPv6 sent-by":                strings.Replace(plainRegister, "192.0.2.4:5070", "[2001:db8::9]:5070", 1),
+	"To with a name":              strings.Replace(plainRegister, "To: <sip:", "To: \"Alice\" <sip:", 1),
+	"tel URI":                     strings.Replace(plainRegister, "REGISTER sip:example.com", "REGISTER tel:+15551234", 1),
+	"SIP/3.0":                     strings.Replace(plainRegister, "SIP/2.0\r\n", "SIP/3.0\r\n", 1),
+	"no blank line":               strings.TrimSuffix(plainRegister, "\r\n"),
+	"a header with no colon":      strings.Replace(plainRegister, "Expires:", "Garbage\r\nExpires:", 1),
+	"empty Call-ID":               strings.Replace(plainRegister, "Call-ID: a84b4c76e66710@pc33.example.com", "Call-ID: ", 1),
 }
 
 var testSrc = &net.UDPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 40123}
