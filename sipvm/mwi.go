@@ -155,6 +155,39 @@ func (v *voicemail) notifyAll(ctx context.Context, aor string) error {
 	return nil
 }
 
+// mwiSettle is how long after a deposit its peer NOTIFYs the mailbox's
+// subscribers a second time.
+const mwiSettle = 3 * time.Second
+
+// notifyDeposit NOTIFYs aor's subscribers after a deposit, and once more
+// mwiSettle later. Deposits stored at once by two peers (two callers,
+// or spools emptied after an outage) each read the mailbox right after
+// their own write, and each may miss the other's while the ring's
+// replicas settle: both lamps would then say one message where there
+// are two. The second pass reads the mailbox settled. It is folded with
+// other passes over the mailbox (NotifyMailbox), and dropped when the
+// peer stops.
+func (v *voicemail) notifyDeposit(ctx context.Context, aor string) {
+	v.notifyAll(ctx, aor)
+	sctx, ok := v.s.context()
+	if !ok {
+		return
+	}
+	go func() { // owned by the Server: s.calls, joined by Serve
+		defer v.s.calls.Done()
+		t := time.NewTimer(mwiSettle)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-sctx.Done():
+			return
+		}
+		if err := v.s.NotifyMailbox(aor); err != nil && !errors.Is(err, ErrNotServing) {
+			v.s.log.Info("voicemail: notify the mailbox's subscribers again", "aor", aor, "err", err)
+		}
+	}()
+}
+
 // MethodNotifyMailbox is the ring call a SIP peer with voicemail answers
 // (sipvm/ringpeer registers it): its body is an address of record of the
 // peer's domain, and the peer NOTIFYs that mailbox's live MWI

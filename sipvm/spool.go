@@ -441,7 +441,7 @@ func (sp *spool) retry(ctx context.Context, id string) error {
 	sp.stored.Add(1)
 	v.deposits.Add(1)
 	v.s.log.Info("voicemail: spooled deposit stored", "aor", n.AOR, "id", id, "duration", n.Message.Duration, "tries", n.Tries+1)
-	v.notifyAll(wctx, n.AOR)
+	v.notifyDeposit(wctx, n.AOR)
 	return nil
 }
 

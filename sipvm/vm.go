@@ -298,7 +298,7 @@ func (v *voicemail) Answer(ctx context.Context, cl Call) {
 	sp.done()
 	v.deposits.Add(1)
 	v.s.log.Info("voicemail: deposited", "aor", cl.AOR, "id", msg.ID, "duration", msg.Duration, "ended", reason)
-	v.notifyAll(wctx, cl.AOR)
+	v.notifyDeposit(wctx, cl.AOR)
 }
 
 type event struct {
