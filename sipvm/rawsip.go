@@ -429,31 +429,27 @@ func hasPrefixFold(b []byte, prefix string) bool {
 // validCSeq reports whether v is "NUMBER REGISTER".
 func validCSeq(v []byte) bool {
 	n, m, ok := bytes.Cut(v, []byte(" "))
-	if !ok || len(n) == 0 || len(n) > 10 {
+	if !ok || len(n) > 10 { // ParseUint takes digits only, and at least one
 		return false
 	}
-	for _, c := range n {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	if _, err := strconv.ParseUint(string(n), 10, 32); err != nil {
-		return false
-	}
-	return string(m) == "REGISTER"
+	_, err := strconv.ParseUint(string(n), 10, 32)
+	return err == nil && string(m) == "REGISTER"
 }
 
 // isHost reports whether b is a host name or IPv4 address.
-func isHost(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
+func isHost(b []byte) bool { return allIn(b, hostChar) }
+
+// allToken reports whether b is a non-empty token.
+func allToken(b []byte) bool { return allIn(b, tokenChar) }
+
+// allIn reports whether b is not empty and all its bytes are in class.
+func allIn(b []byte, class uint8) bool {
 	for _, c := range b {
-		if charClass[c]&hostChar == 0 {
+		if charClass[c]&class == 0 {
 			return false
 		}
 	}
-	return true
+	return len(b) > 0
 }
 
 // charClass classes bytes for the scanner: tokenChar for RFC 7230 tchar,
@@ -506,17 +502,4 @@ func indexClass(b []byte, class uint8) int {
 		}
 	}
 	return -1
-}
-
-// allToken reports whether b is a non-empty token.
-func allToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if charClass[c]&tokenChar == 0 {
-			return false
-		}
-	}
-	return true
 }
