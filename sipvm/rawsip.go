@@ -157,14 +157,14 @@ func scanRegister(b []byte) (r rawRegister, ok bool) {
 	if seen&15 != 15 || r.nvia == 0 {
 		return r, false
 	}
-	return r, r.scanTo() && r.scanVias()
+	return r, r.scanFromTo() && r.scanVias()
 }
 
 var crlf = []byte("\r\n")
 
-// scanTo reads the To header's URI host and whether it has a tag; the
+// scanFromTo reads the To header's URI host and whether it has a tag; the
 // From header must read as well.
-func (r *rawRegister) scanTo() bool {
+func (r *rawRegister) scanFromTo() bool {
 	if _, _, ok := scanAddr(headerValue(r.b, r.from)); !ok {
 		return false
 	}

@@ -420,21 +420,11 @@ func closed(ctx context.Context) bool {
 
 // respond answers req on tx with code and reason, logging a failure.
 func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
-	if t, ok := tx.(*udpTx); ok && t.raw != nil {
-		lines := make([]string, len(hdrs))
-		for i, h := range hdrs {
-			lines[i] = h.Name() + ": " + h.Value()
-		}
-		s.answer(req, tx, code, reason, lines...)
-		return
+	lines := make([]string, len(hdrs))
+	for i, h := range hdrs {
+		lines[i] = h.Name() + ": " + h.Value()
 	}
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	for _, h := range hdrs {
-		res.AppendHeader(h)
-	}
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("sip: respond", "code", code, "to", req.StartLine(), "err", err)
-	}
+	s.answer(req, tx, code, reason, lines...)
 }
 
 // answer sends code reason with the header lines ("Name: value"): built
