@@ -31,6 +31,11 @@ type Config struct {
 	// peer of a ring the same key instead (ReadKey), and a VM without a
 	// Spool the SpoolDir of Peer.Dir. Nil: no SIP.
 	SIP *sipvm.Config
+	// SIPRecords, when set, is given the peer's records and returns the
+	// ones SIP uses. Benchmarks use it to take the ring's writes out of a
+	// measurement (testdata/bench/ringnode -no-sip-writes); a node leaves
+	// it nil.
+	SIPRecords func(sipvm.Records) sipvm.Records
 }
 
 // Peer is a storage peer with, optionally, its SIP server.
@@ -51,6 +56,9 @@ func New(cfg Config) (*Peer, error) {
 	if cfg.SIP != nil {
 		sc := *cfg.SIP
 		sc.Records = p.Records()
+		if cfg.SIPRecords != nil {
+			sc.Records = cfg.SIPRecords(sc.Records)
+		}
 		if sc.VM != nil {
 			vc := *sc.VM
 			vc.Objects = p.Objects()

@@ -19,6 +19,9 @@
 #
 # TARGETS="voicering" (or "kamailio") runs one target only; default both.
 # MAX_REGISTRATIONS=N sets the peers' --max-registrations (-1: no limit).
+# NO_SIP_WRITES=1 runs the peers with -no-sip-writes: REGISTER's binding
+# writes are acknowledged without reaching the ring, which measures the
+# SIP front alone (the ring's floor), not a registrar.
 # PPROF_BASE=PORT serves net/http/pprof of peer i at 127.0.0.1:PORT+i
 # (ringnode -pprof), to profile a run; off by default.
 #
@@ -72,6 +75,7 @@ for i in 0 1 2 3; do
   [ "$i" -gt 0 ] && join=(-join "127.0.0.1:$((BASE + 100))")
   [ -n "${PPROF_BASE:-}" ] && join+=(-pprof "127.0.0.1:$((PPROF_BASE + i))")
   [ -n "${MAX_REGISTRATIONS:-}" ] && join+=(-max-registrations "$MAX_REGISTRATIONS")
+  [ -n "${NO_SIP_WRITES:-}" ] && join+=(-no-sip-writes)
   # ringnode is `voicering node --sip` offering MD5 first (see its doc):
   # sipp 3.6 cannot answer the SHA-256 challenge voicering node offers first.
   "$OUT/ringnode" -data "$OUT/node$i" -listen "$ring" "${join[@]}" -sip "$sipaddr" -domain "$DOMAIN" 2>"$OUT/node$i.log" &
@@ -187,6 +191,7 @@ check kamailio "$KAM_ADDR"
 RES=$OUT/results.md
 {
   echo "REGISTER with digest (401 then 200 per registration), sipp 3.6, $LOAD_USERS sipp processes (one user each) of $USERS accounts, ${DURATION}s per rate."
+  [ -n "${NO_SIP_WRITES:-}" ] && echo "**NO_SIP_WRITES: the peers acknowledge binding writes without making them (the SIP front alone, not a registrar).**"
   echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children."
   echo "p99: first REGISTER sent to 200 received (two round trips), in sipp's whole milliseconds. CPU: % of one core, all processes of the target; CPU µs/reg: the target's CPU time per registration achieved (what each costs, whatever the rate); sipp CPU: the same for the sipp processes driving it ($(nproc) cores in all)."
   echo
@@ -213,6 +218,6 @@ done
     [ -n "${SATURATED[$t]:-}" ] || echo "$t kept up at every rate offered: its ceiling lies above the ladder (offer higher RATES to find it)."
   done
   echo
-  echo "Command: USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
+  echo "Command: ${NO_SIP_WRITES:+NO_SIP_WRITES=1 }USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
 } >>"$RES"
 cat "$RES"

@@ -5,11 +5,17 @@
 // to change the order. The peer is assembled exactly as the node verb
 // does it (sipvm/ringpeer); only Config.Algorithms differs.
 //
-//	ringnode -data DIR -listen HOST:PORT [-join HOST:PORT] -sip HOST:PORT -domain D [-pprof HOST:PORT]
+//	ringnode -data DIR -listen HOST:PORT [-join HOST:PORT] -sip HOST:PORT -domain D [-pprof HOST:PORT] [-no-sip-writes]
 //
 // -pprof serves net/http/pprof on its own mux at HOST:PORT (loopback,
 // for profiling the benchmark). Block and mutex sampling stay off: at
 // these rates their stack walks would show up in the CPU profile.
+//
+// -no-sip-writes is for measuring the SIP front alone: every record write
+// SIP makes (in the benchmark, only REGISTER's binding writes) is
+// acknowledged without reaching the ring, so the 200 OK follows the digest
+// check at once. Reads still go to the ring. Such a peer forgets every
+// binding: never run it for anything but that measurement.
 package main
 
 import (
@@ -27,6 +33,7 @@ import (
 
 	"github.com/voicering/voicering/sipvm"
 	"github.com/voicering/voicering/sipvm/ringpeer"
+	"github.com/voicering/voicering/store"
 	"github.com/voicering/voicering/store/peer"
 )
 
@@ -38,6 +45,7 @@ func main() {
 	domain := flag.String("domain", "voicering.local", "SIP domain")
 	prof := flag.String("pprof", "", "serve net/http/pprof at this HOST:PORT (off when empty)")
 	maxReg := flag.Int("max-registrations", 0, "authenticated REGISTERs worked on at once (0: sipvm's default, -1: no limit)")
+	noWrites := flag.Bool("no-sip-writes", false, "acknowledge SIP's record writes without making them (the SIP front alone; see the package doc)")
 	flag.Parse()
 	ringpeer.TuneGC()
 	if *prof != "" {
@@ -48,7 +56,7 @@ func main() {
 		}
 		defer stop()
 	}
-	if err := run(*data, *listen, *join, *sipAddr, *domain, *maxReg); err != nil {
+	if err := run(*data, *listen, *join, *sipAddr, *domain, *maxReg, *noWrites); err != nil {
 		fmt.Fprintln(os.Stderr, "ringnode:", err)
 		os.Exit(1)
 	}
@@ -75,16 +83,20 @@ func serveProfiles(addr string) (stop func(), err error) {
 	return func() { srv.Close(); <-done }, nil
 }
 
-func run(data, listen, join, sipAddr, domain string, maxReg int) error {
+func run(data, listen, join, sipAddr, domain string, maxReg int, noWrites bool) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := peer.Config{Dir: data, Listen: listen, Logger: log}
 	if join != "" {
 		cfg.Bootstrap = []string{join}
 	}
-	p, err := ringpeer.New(ringpeer.Config{Peer: cfg, SIP: &sipvm.Config{
+	pc := ringpeer.Config{Peer: cfg, SIP: &sipvm.Config{
 		Listen: sipAddr, Domain: domain, Algorithms: []string{"MD5", "SHA-256"},
 		MaxRegistrations: maxReg,
-	}})
+	}}
+	if noWrites {
+		pc.SIPRecords = func(r sipvm.Records) sipvm.Records { return unwritten{r} }
+	}
+	p, err := ringpeer.New(pc)
 	if err != nil {
 		return err
 	}
@@ -108,3 +120,9 @@ func run(data, listen, join, sipAddr, domain string, maxReg int) error {
 	p.Close()
 	return err
 }
+
+// unwritten is records whose writes succeed without being made.
+type unwritten struct{ sipvm.Records }
+
+func (unwritten) Put(context.Context, store.Key, ...store.Entry) error { return nil }
+func (unwritten) Delete(context.Context, store.Key, ...string) error   { return nil }
