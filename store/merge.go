@@ -67,8 +67,11 @@ const (
 // way a disk log's group commit waits for company: a steady stream of
 // merges that each found the slot free would otherwise go one per
 // transaction or round trip. It lingers only while, over the recent
-// arrivals, at least two merges come per linger: an idle store still
-// sends a lone merge at once.
+// arrivals, at least two merges come per linger, and only when merges
+// have lately come while another was in flight (within the last
+// gapCeiling lingers): an idle store still sends a lone merge at once,
+// and a lone caller merging one record after another (a hand-off, a
+// script) never waits for company that cannot come.
 //
 // Coalescer is safe for concurrent use and starts no goroutines: callers
 // do the work.
@@ -86,6 +89,7 @@ type Coalescer struct {
 	linger  time.Duration
 	last    time.Time     // when the last merge arrived
 	gap     time.Duration // moving average of the time between arrivals
+	crowded time.Time     // when a merge last arrived while another ran
 }
 
 type mergeWaiter struct {
@@ -130,7 +134,8 @@ const gapCeiling = 4
 // arrived records a merge's arrival and returns how long it should linger
 // if it finds a slot free: the linger while the moving average of the
 // time between arrivals (over about the last eight) is at most half of
-// it, else zero. Called under c.mu.
+// it and some merge arrived while another ran within the last
+// gapCeiling lingers, else zero. Called under c.mu.
 func (c *Coalescer) arrived() time.Duration {
 	if c.linger == 0 {
 		return 0
@@ -139,7 +144,10 @@ func (c *Coalescer) arrived() time.Duration {
 	gap := min(now.Sub(c.last), gapCeiling*c.linger)
 	c.last = now
 	c.gap += (gap - c.gap) / 8
-	if 2*c.gap > c.linger {
+	if c.running > 0 {
+		c.crowded = now
+	}
+	if 2*c.gap > c.linger || now.Sub(c.crowded) > gapCeiling*c.linger {
 		return 0
 	}
 	return c.linger

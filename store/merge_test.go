@@ -235,11 +235,25 @@ func (k *lingerClock) wait(ctx context.Context, d time.Duration) {
 	}
 }
 
-// untilOneLingers sends merges with keys {1, i}, one per millisecond of
-// k's clock, each under ctx(i), until one lingers (k must hold lingers),
-// and returns its i. The merges run in wg.
-func untilOneLingers(t *testing.T, c *store.Coalescer, k *lingerClock, wg *sync.WaitGroup, ctx func(i int) context.Context) int {
+// untilOneLingers first gives c company: a merge (key {0, 0}) held in l's
+// first batch while another (key {0, 1}) arrives, then releases l. Then
+// it sends merges with keys {1, i}, one per millisecond of k's clock, each
+// under ctx(i) and each after the one before ended, until one lingers (k
+// must hold lingers), and returns its i. The merges run in wg.
+func untilOneLingers(t *testing.T, c *store.Coalescer, l *batchLog, k *lingerClock, wg *sync.WaitGroup, ctx func(i int) context.Context) int {
 	t.Helper()
+	crowd := make(chan struct{})
+	wg.Go(func() {
+		defer close(crowd)
+		c.MergeRecord(t.Context(), store.Key{0, 0}, entries(1))
+	})
+	<-l.entered
+	k.advance(time.Millisecond)
+	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{0, 1}, entries(1)) })
+	waitFor(t, "a merge to wait behind the held batch", func() bool { return c.Waiting() == 1 })
+	close(l.release)
+	<-crowd
+	waitFor(t, "the merge that waited to be written", func() bool { return c.Waiting() == 0 })
 	for i := range 100 {
 		k.advance(time.Millisecond)
 		done := make(chan struct{})
@@ -253,7 +267,7 @@ func untilOneLingers(t *testing.T, c *store.Coalescer, k *lingerClock, wg *sync.
 			return i
 		}
 	}
-	t.Fatal("no merge lingered at one per millisecond with a 10 ms linger")
+	t.Fatal("no merge lingered at one per millisecond with a 10 ms linger, after one came while another ran")
 	return -1
 }
 
@@ -263,20 +277,50 @@ func (k *lingerClock) lingered() int {
 	return len(k.waits)
 }
 
-// Under a steady stream of merges that each find the slot free, a merge
-// lingers for company and the merges that come meanwhile share its batch;
-// a lone merge after an idle spell goes at once.
+// Under a steady stream of merges that each find the slot free, from
+// callers that merge at the same time, a merge lingers for company and
+// the merges that come meanwhile share its batch. A lone caller's stream
+// never lingers, nor does a lone merge after an idle spell.
 func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 	l := newBatchLog()
-	close(l.release) // batches run at once
 	c := store.NewCoalescer(1, l.do)
 	k := newLingerClock()
 	store.SetLingerClock(c, k.now, k.wait)
 	const linger = 10 * time.Millisecond
 	c.SetLinger(linger)
 
-	// A merge every 6 ms: fewer than two per linger. None lingers.
+	// One caller, a merge every millisecond, each after the one before
+	// ended: there is no one to wait for. None lingers.
+	var wg sync.WaitGroup
+	wg.Go(func() { <-l.entered; close(l.release) }) // the first batch runs at once
 	for i := range 40 {
+		k.advance(time.Millisecond)
+		if _, err := c.MergeRecord(t.Context(), store.Key{9, byte(i)}, entries(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if n := k.lingered(); n != 0 {
+		t.Fatalf("%d merges of one caller lingered; want none", n)
+	}
+	l = newBatchLog()
+	c = store.NewCoalescer(1, l.do)
+	store.SetLingerClock(c, k.now, k.wait)
+	c.SetLinger(linger)
+
+	// A merge every 6 ms: fewer than two per linger. None lingers, though
+	// one came while another ran.
+	crowd := make(chan struct{})
+	wg.Go(func() {
+		defer close(crowd)
+		c.MergeRecord(t.Context(), store.Key{0, 0}, entries(1))
+	})
+	<-l.entered
+	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{0, 1}, entries(1)) })
+	waitFor(t, "a merge to wait behind the held batch", func() bool { return c.Waiting() == 1 })
+	close(l.release)
+	wg.Wait()
+	for i := range 6 {
 		k.advance(6 * time.Millisecond)
 		if _, err := c.MergeRecord(t.Context(), store.Key{byte(i)}, entries(1)); err != nil {
 			t.Fatal(err)
@@ -285,12 +329,16 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 	if n := k.lingered(); n != 0 {
 		t.Fatalf("%d merges lingered at one per 6 ms with a 10 ms linger; want none", n)
 	}
+	l = newBatchLog()
+	c = store.NewCoalescer(1, l.do)
+	store.SetLingerClock(c, k.now, k.wait)
+	c.SetLinger(linger)
 	k.mu.Lock()
 	k.hold = true
 	k.mu.Unlock()
-	// A merge every millisecond: once the average says so, one lingers.
-	var wg sync.WaitGroup
-	leader := untilOneLingers(t, c, k, &wg, func(int) context.Context { return t.Context() })
+	// A merge every millisecond after one came while another ran: once
+	// the average says so, one lingers.
+	leader := untilOneLingers(t, c, l, k, &wg, func(int) context.Context { return t.Context() })
 	for i := range 5 {
 		k.advance(time.Millisecond)
 		wg.Go(func() { c.MergeRecord(t.Context(), store.Key{2, byte(i)}, entries(1)) })
@@ -323,7 +371,6 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 // that waited behind it still go, as a batch of their own.
 func TestCoalescerCanceledLingerLeavesTheBatch(t *testing.T) {
 	l := newBatchLog()
-	close(l.release)
 	c := store.NewCoalescer(1, l.do)
 	k := newLingerClock()
 	k.hold = true
@@ -337,7 +384,7 @@ func TestCoalescerCanceledLingerLeavesTheBatch(t *testing.T) {
 		defer cancels[i]()
 	}
 	var errs [3]error
-	leader := untilOneLingers(t, c, k, &wg, func(i int) context.Context { return ctxs[i] })
+	leader := untilOneLingers(t, c, l, k, &wg, func(i int) context.Context { return ctxs[i] })
 	for i := range errs {
 		wg.Go(func() { _, errs[i] = c.MergeRecord(t.Context(), store.Key{2, byte(i)}, entries(1)) })
 	}
