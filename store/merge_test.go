@@ -235,25 +235,37 @@ func (k *lingerClock) wait(ctx context.Context, d time.Duration) {
 	}
 }
 
-// untilOneLingers first gives c company: a merge (key {0, 0}) held in l's
-// first batch while another (key {0, 1}) arrives, then releases l. Then
-// it sends merges with keys {1, i}, one per millisecond of k's clock, each
-// under ctx(i) and each after the one before ended, until one lingers (k
-// must hold lingers), and returns its i. The merges run in wg.
-func untilOneLingers(t *testing.T, c *store.Coalescer, l *batchLog, k *lingerClock, wg *sync.WaitGroup, ctx func(i int) context.Context) int {
+// crowd gives c company: a merge (key {0, 0}) held in l's first batch
+// while another (key {0, 1}) arrives a millisecond later; then it
+// releases l and waits until both are written.
+func crowd(t *testing.T, c *store.Coalescer, l *batchLog, k *lingerClock) {
 	t.Helper()
-	crowd := make(chan struct{})
-	wg.Go(func() {
-		defer close(crowd)
-		c.MergeRecord(t.Context(), store.Key{0, 0}, entries(1))
-	})
+	var wg sync.WaitGroup
+	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{0, 0}, entries(1)) })
 	<-l.entered
 	k.advance(time.Millisecond)
 	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{0, 1}, entries(1)) })
 	waitFor(t, "a merge to wait behind the held batch", func() bool { return c.Waiting() == 1 })
 	close(l.release)
-	<-crowd
-	waitFor(t, "the merge that waited to be written", func() bool { return c.Waiting() == 0 })
+	wg.Wait()
+}
+
+// lingering returns a Coalescer of one batch at a time running l's
+// batches, lingering 10 ms by k's clock.
+func lingering(l *batchLog, k *lingerClock) *store.Coalescer {
+	c := store.NewCoalescer(1, l.do)
+	store.SetLingerClock(c, k.now, k.wait)
+	c.SetLinger(10 * time.Millisecond)
+	return c
+}
+
+// untilOneLingers first gives c company (crowd), then sends merges with
+// keys {1, i}, one per millisecond of k's clock, each under ctx(i) and
+// each after the one before ended, until one lingers (k must hold
+// lingers), and returns its i. The merges run in wg.
+func untilOneLingers(t *testing.T, c *store.Coalescer, l *batchLog, k *lingerClock, wg *sync.WaitGroup, ctx func(i int) context.Context) int {
+	t.Helper()
+	crowd(t, c, l, k)
 	for i := range 100 {
 		k.advance(time.Millisecond)
 		done := make(chan struct{})
@@ -283,11 +295,9 @@ func (k *lingerClock) lingered() int {
 // never lingers, nor does a lone merge after an idle spell.
 func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 	l := newBatchLog()
-	c := store.NewCoalescer(1, l.do)
 	k := newLingerClock()
-	store.SetLingerClock(c, k.now, k.wait)
+	c := lingering(l, k)
 	const linger = 10 * time.Millisecond
-	c.SetLinger(linger)
 
 	// One caller, a merge every millisecond, each after the one before
 	// ended: there is no one to wait for. None lingers.
@@ -304,22 +314,11 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 		t.Fatalf("%d merges of one caller lingered; want none", n)
 	}
 	l = newBatchLog()
-	c = store.NewCoalescer(1, l.do)
-	store.SetLingerClock(c, k.now, k.wait)
-	c.SetLinger(linger)
+	c = lingering(l, k)
 
 	// A merge every 6 ms: fewer than two per linger. None lingers, though
 	// one came while another ran.
-	crowd := make(chan struct{})
-	wg.Go(func() {
-		defer close(crowd)
-		c.MergeRecord(t.Context(), store.Key{0, 0}, entries(1))
-	})
-	<-l.entered
-	wg.Go(func() { c.MergeRecord(t.Context(), store.Key{0, 1}, entries(1)) })
-	waitFor(t, "a merge to wait behind the held batch", func() bool { return c.Waiting() == 1 })
-	close(l.release)
-	wg.Wait()
+	crowd(t, c, l, k)
 	for i := range 6 {
 		k.advance(6 * time.Millisecond)
 		if _, err := c.MergeRecord(t.Context(), store.Key{byte(i)}, entries(1)); err != nil {
@@ -330,9 +329,7 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 		t.Fatalf("%d merges lingered at one per 6 ms with a 10 ms linger; want none", n)
 	}
 	l = newBatchLog()
-	c = store.NewCoalescer(1, l.do)
-	store.SetLingerClock(c, k.now, k.wait)
-	c.SetLinger(linger)
+	c = lingering(l, k)
 	k.mu.Lock()
 	k.hold = true
 	k.mu.Unlock()
@@ -371,11 +368,9 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 // that waited behind it still go, as a batch of their own.
 func TestCoalescerCanceledLingerLeavesTheBatch(t *testing.T) {
 	l := newBatchLog()
-	c := store.NewCoalescer(1, l.do)
 	k := newLingerClock()
 	k.hold = true
-	store.SetLingerClock(c, k.now, k.wait)
-	c.SetLinger(10 * time.Millisecond)
+	c := lingering(l, k)
 	var wg sync.WaitGroup
 	ctxs := make([]context.Context, 100)
 	cancels := make([]context.CancelFunc, 100)
