@@ -250,12 +250,15 @@ func crowd(t *testing.T, c *store.Coalescer, l *batchLog, k *lingerClock) {
 	wg.Wait()
 }
 
+// testLinger is the linger of the Coalescers lingering returns.
+const testLinger = 10 * time.Millisecond
+
 // lingering returns a Coalescer of one batch at a time running l's
-// batches, lingering 10 ms by k's clock.
+// batches, lingering testLinger by k's clock.
 func lingering(l *batchLog, k *lingerClock) *store.Coalescer {
 	c := store.NewCoalescer(1, l.do)
 	store.SetLingerClock(c, k.now, k.wait)
-	c.SetLinger(10 * time.Millisecond)
+	c.SetLinger(testLinger)
 	return c
 }
 
@@ -297,7 +300,6 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 	l := newBatchLog()
 	k := newLingerClock()
 	c := lingering(l, k)
-	const linger = 10 * time.Millisecond
 
 	// One caller, a merge every millisecond, each after the one before
 	// ended: there is no one to wait for. None lingers.
@@ -349,8 +351,8 @@ func TestCoalescerLingersOnlyUnderLoad(t *testing.T) {
 	if len(last) != 6 || last[0] != (store.Key{1, byte(leader)}) {
 		t.Errorf("last batch %v: want the lingering merge first and the five that came meanwhile", last)
 	}
-	if k.waits[0] != linger {
-		t.Errorf("lingered %v, want %v", k.waits[0], linger)
+	if k.waits[0] != testLinger {
+		t.Errorf("lingered %v, want %v", k.waits[0], testLinger)
 	}
 
 	// After an idle second, a lone merge goes at once.

@@ -88,9 +88,10 @@ func TestMergeRefusesInvalidBatch(t *testing.T) {
 //
 //	go test -run '^$' -bench MergeRecord -benchmem ./store/local
 func BenchmarkMergeRecord(b *testing.B) {
+	value, expires := make([]byte, 200), time.Now().Add(time.Hour)
 	merge := func(b *testing.B, s *Store, v uint64) {
 		key := store.Key{byte(v), byte(v >> 8 % 4)}
-		e := store.Entry{Name: "contact", Value: make([]byte, 200), Version: v, Expires: time.Now().Add(time.Hour)}
+		e := store.Entry{Name: "contact", Value: value, Version: v, Expires: expires}
 		if _, err := s.MergeRecord(b.Context(), key, []store.Entry{e}); err != nil {
 			b.Error(err)
 		}
