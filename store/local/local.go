@@ -130,6 +130,7 @@ type Store struct {
 
 	// Record merges waiting for a transaction, by durability class.
 	softMerges, durableMerges *store.Coalescer
+	mem                       memRecords // unused unless memoryRecords
 
 	// mu is held shared by every operation and exclusively by Close, so
 	// Close waits for operations in flight and none starts after it.

@@ -67,6 +67,9 @@ func (s *Store) mergeCollapsed(ctx context.Context, ms []store.RecordMerge) []st
 			d = synced
 		}
 	}
+	if memoryRecords && d == unsynced {
+		return s.mem.merge(ms)
+	}
 	end, err := s.begin(ctx)
 	if err == nil {
 		err = s.update(ctx, d, func(txn *badger.Txn) error {
@@ -229,6 +232,9 @@ func (s *Store) getRecord(ctx context.Context, key store.Key, tombstones bool) (
 	})
 	if err != nil {
 		return nil, err
+	}
+	if memoryRecords {
+		entries = s.mem.overlay(key, entries, tombstones, now)
 	}
 	if len(entries) == 0 {
 		return nil, store.ErrNotFound

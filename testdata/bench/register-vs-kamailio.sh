@@ -18,10 +18,19 @@
 # else the script stops and shows sipp's output.
 #
 # TARGETS="voicering" (or "kamailio") runs one target only; default both.
+# TARGETS may also name kamailio-dmq: three Kamailio registrars that
+# replicate every binding to one another (dmq_usrloc), so that each is
+# held three times, as on the ring (R = 3); sipp spread over the three.
+# It is a like-for-like reading beside the plain anchor, not the anchor.
 # MAX_REGISTRATIONS=N sets the peers' --max-registrations (-1: no limit).
 # NO_SIP_WRITES=1 runs the peers with -no-sip-writes: REGISTER's binding
 # writes are acknowledged without reaching the ring, which measures the
 # SIP front alone (the ring's floor), not a registrar.
+# MEMORY_RECORDS=1 builds ringnode with the tag voicering_memrecords: the
+# peers' stores keep soft-state record entries (the bindings) in memory,
+# not in badger, so the replica writes cost their messages only. That
+# measures what badger adds; such a peer forgets every binding when it
+# stops (store/local/memrecords.go).
 # PPROF_BASE=PORT serves net/http/pprof of peer i at 127.0.0.1:PORT+i
 # (ringnode -pprof), to profile a run; off by default.
 #
@@ -36,6 +45,9 @@ RATES=${RATES:-100 200 400 800}
 DURATION=${DURATION:-20}
 BASE=${BASE:-26000}            # ports BASE.. are used on 127.0.0.1
 KAM_CHILDREN=${KAM_CHILDREN:-4}
+# MiB of shared memory for each kamailio-dmq registrar: DMQ keeps a
+# transaction per replicated binding, and 256 ran out at 3,000/s.
+KDMQ_SHM=${KDMQ_SHM:-1024}
 DOMAIN=bench.test
 OUT=${OUT:-$ROOT/bench-out/register-vs-kamailio-$(date +%Y%m%d-%H%M%S)}
 
@@ -61,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== build voicering" >&2
-(cd "$ROOT" && go build -o "$OUT/voicering" ./cmd/voicering && go build -o "$OUT/ringnode" ./testdata/bench/ringnode)
+(cd "$ROOT" && go build -o "$OUT/voicering" ./cmd/voicering && go build ${MEMORY_RECORDS:+-tags voicering_memrecords} -o "$OUT/ringnode" ./testdata/bench/ringnode)
 VR=$OUT/voicering
 
 # --- the voicering ring -------------------------------------------------
@@ -120,6 +132,19 @@ kamailio -f "$ROOT/testdata/kamailio/kamailio.cfg" -DD -E -m 256 -M 16 \
   2>"$OUT/kamailio.log" &
 KAM_PID=$!
 PIDS+=("$KAM_PID")
+KDMQ_ADDRS=()
+KDMQ_PIDS=()
+if [[ " ${TARGETS:-} " == *" kamailio-dmq "* ]]; then
+  echo "== start 3 Kamailio registrars replicating over DMQ" >&2
+  for i in 0 1 2; do
+    a=127.0.0.1:$((BASE + 60 + i))
+    kamailio -f "$ROOT/testdata/kamailio/kamailio.cfg" -DD -E -m "$KDMQ_SHM" -M 16 \
+      -l "udp:$a" -n "$KAM_CHILDREN" -A "DBURL=\"text://$DB\"" -A "DOMAIN=$DOMAIN" \
+      -A "DMQ_SELF=\"sip:$a\"" -A "DMQ_NOTIFY=\"sip:127.0.0.1:$((BASE + 60))\"" \
+      2>"$OUT/kamailio-dmq$i.log" &
+    PIDS+=($!); KDMQ_PIDS+=($!); KDMQ_ADDRS+=("$a")
+  done
+fi
 
 # --- load ---------------------------------------------------------------------
 cpu_ticks() { # utime+stime of the processes given and their children
@@ -139,7 +164,11 @@ run() {
   [ "$per" -ge 1 ] || { echo "rate $rate below one call/s per sipp process" >&2; exit 1; }
   mkdir -p "$dir"
   local cpu0 pids
-  if [ "$name" = voicering ]; then pids=("${NODE_PIDS[@]}"); else pids=("$KAM_PID"); fi
+  case $name in
+  voicering) pids=("${NODE_PIDS[@]}") ;;
+  kamailio-dmq) pids=("${KDMQ_PIDS[@]}") ;;
+  *) pids=("$KAM_PID") ;;
+  esac
   cpu0=$(cpu_ticks "${pids[@]}")
   local t0; t0=$(date +%s.%N)
   for j in $(seq 0 $((LOAD_USERS - 1))); do
@@ -187,12 +216,14 @@ check() {
 }
 check voicering "${SIP_ADDRS[0]}"
 check kamailio "$KAM_ADDR"
+[ ${#KDMQ_ADDRS[@]} -gt 0 ] && check kamailio-dmq "${KDMQ_ADDRS[0]}"
 
 RES=$OUT/results.md
 {
   echo "REGISTER with digest (401 then 200 per registration), sipp 3.6, $LOAD_USERS sipp processes (one user each) of $USERS accounts, ${DURATION}s per rate."
+  [ -n "${MEMORY_RECORDS:-}" ] && echo "**MEMORY_RECORDS: the peers keep bindings in memory, not in badger (the replica writes' messages without the store).**"
   [ -n "${NO_SIP_WRITES:-}" ] && echo "**NO_SIP_WRITES: the peers acknowledge binding writes without making them (the SIP front alone, not a registrar).**"
-  echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children."
+  echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children.${KDMQ_ADDRS[0]:+ Kamailio-DMQ: three such registrars replicating every binding to the other two over DMQ (dmq_usrloc), sipp spread over the three.}"
   echo "p99: first REGISTER sent to 200 received (two round trips), in sipp's whole milliseconds. CPU: % of one core, all processes of the target; CPU µs/reg: the target's CPU time per registration achieved (what each costs, whatever the rate); sipp CPU: the same for the sipp processes driving it ($(nproc) cores in all)."
   echo
   echo "| target | offered reg/s | achieved reg/s | failed % | p99 ms | CPU % | CPU µs/reg | sipp CPU % |"
@@ -201,7 +232,11 @@ RES=$OUT/results.md
 declare -A BEST SATURATED
 for rate in $RATES; do
   for target in ${TARGETS:-voicering kamailio}; do
-    if [ "$target" = voicering ]; then addrs=("${SIP_ADDRS[@]}"); else addrs=("$KAM_ADDR"); fi
+    case $target in
+    voicering) addrs=("${SIP_ADDRS[@]}") ;;
+    kamailio-dmq) addrs=("${KDMQ_ADDRS[@]}") ;;
+    *) addrs=("$KAM_ADDR") ;;
+    esac
     echo "== $target at $rate/s for ${DURATION}s" >&2
     read -r got fail p99 cpu scpu < <(run "$target" "$rate" "${addrs[@]}")
     us=$(awk -v c="$cpu" -v g="$got" 'BEGIN{if(g>0)printf "%.0f", c*10000/g; else print "n/a"}')
@@ -214,10 +249,14 @@ done
   v=${BEST[voicering]:-0}; k=${BEST[kamailio]:-0}
   ratio=$(awk -v v="$v" -v k="$k" 'BEGIN{if(k>0)printf "%.2f", v/k; else print "n/a"}')
   echo "Highest achieved rate with < 1% failures: voicering $v reg/s, Kamailio $k reg/s; ratio voicering/Kamailio $ratio."
+  if [ ${#KDMQ_ADDRS[@]} -gt 0 ]; then
+    d=${BEST[kamailio-dmq]:-0}
+    echo "Kamailio-DMQ (3 registrars, every binding on all three) $d reg/s; ratio voicering/Kamailio-DMQ $(awk -v v="$v" -v d="$d" 'BEGIN{if(d>0)printf "%.2f", v/d; else print "n/a"}')."
+  fi
   for t in ${TARGETS:-voicering kamailio}; do
     [ -n "${SATURATED[$t]:-}" ] || echo "$t kept up at every rate offered: its ceiling lies above the ladder (offer higher RATES to find it)."
   done
   echo
-  echo "Command: ${NO_SIP_WRITES:+NO_SIP_WRITES=1 }USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
+  echo "Command: ${MEMORY_RECORDS:+MEMORY_RECORDS=1 }${NO_SIP_WRITES:+NO_SIP_WRITES=1 }USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
 } >>"$RES"
 cat "$RES"

@@ -16,6 +16,11 @@
 // acknowledged without reaching the ring, so the 200 OK follows the digest
 // check at once. Reads still go to the ring. Such a peer forgets every
 // binding: never run it for anything but that measurement.
+//
+// Built with -tags voicering_memrecords, the peers' stores keep soft-state
+// record entries in memory rather than badger (store/local/memrecords.go),
+// which measures what badger adds to the binding writes. The benchmark
+// script builds it so when given MEMORY_RECORDS=1.
 package main
 
 import (
