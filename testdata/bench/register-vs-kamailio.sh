@@ -126,10 +126,15 @@ printf 'id(int,auto) table_name(string) table_version(int) \n1:subscriber:7\n' >
     echo "$((n + 1)):u$n:$DOMAIN:pw-u$n:$ha1:$ha1"
   done
 } >"$DB/subscriber"
+# kamailio_at ADDR SHM LOG [-A ...]: a registrar on ADDR with SHM MiB of
+# shared memory, in the background (its pid in $!).
+kamailio_at() {
+  local addr=$1 shm=$2 log=$3; shift 3
+  kamailio -f "$ROOT/testdata/kamailio/kamailio.cfg" -DD -E -m "$shm" -M 16 \
+    -l "udp:$addr" -n "$KAM_CHILDREN" -A "DBURL=\"text://$DB\"" -A "DOMAIN=$DOMAIN" "$@" 2>"$log" &
+}
 KAM_ADDR=127.0.0.1:$((BASE + 50))
-kamailio -f "$ROOT/testdata/kamailio/kamailio.cfg" -DD -E -m 256 -M 16 \
-  -l "udp:$KAM_ADDR" -n "$KAM_CHILDREN" -A "DBURL=\"text://$DB\"" -A "DOMAIN=$DOMAIN" \
-  2>"$OUT/kamailio.log" &
+kamailio_at "$KAM_ADDR" 256 "$OUT/kamailio.log"
 KAM_PID=$!
 PIDS+=("$KAM_PID")
 KDMQ_ADDRS=()
@@ -138,10 +143,8 @@ if [[ " ${TARGETS:-} " == *" kamailio-dmq "* ]]; then
   echo "== start 3 Kamailio registrars replicating over DMQ" >&2
   for i in 0 1 2; do
     a=127.0.0.1:$((BASE + 60 + i))
-    kamailio -f "$ROOT/testdata/kamailio/kamailio.cfg" -DD -E -m "$KDMQ_SHM" -M 16 \
-      -l "udp:$a" -n "$KAM_CHILDREN" -A "DBURL=\"text://$DB\"" -A "DOMAIN=$DOMAIN" \
-      -A "DMQ_SELF=\"sip:$a\"" -A "DMQ_NOTIFY=\"sip:127.0.0.1:$((BASE + 60))\"" \
-      2>"$OUT/kamailio-dmq$i.log" &
+    kamailio_at "$a" "$KDMQ_SHM" "$OUT/kamailio-dmq$i.log" \
+      -A "DMQ_SELF=\"sip:$a\"" -A "DMQ_NOTIFY=\"sip:127.0.0.1:$((BASE + 60))\""
     PIDS+=($!); KDMQ_PIDS+=($!); KDMQ_ADDRS+=("$a")
   done
 fi
@@ -223,7 +226,7 @@ RES=$OUT/results.md
   echo "REGISTER with digest (401 then 200 per registration), sipp 3.6, $LOAD_USERS sipp processes (one user each) of $USERS accounts, ${DURATION}s per rate."
   [ -n "${MEMORY_RECORDS:-}" ] && echo "**MEMORY_RECORDS: the peers keep bindings in memory, not in badger (the replica writes' messages without the store).**"
   [ -n "${NO_SIP_WRITES:-}" ] && echo "**NO_SIP_WRITES: the peers acknowledge binding writes without making them (the SIP front alone, not a registrar).**"
-  echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children.${KDMQ_ADDRS[0]:+ Kamailio-DMQ: three such registrars replicating every binding to the other two over DMQ (dmq_usrloc), sipp spread over the three.}"
+  echo "voicering: 4 peers (testdata/bench/ringnode: \`voicering node --sip\` offering MD5 first, R = 3), sipp spread over the 4 SIP addresses. Kamailio $(kamailio -v | awk 'NR==1{print $2, $3}'): usrloc db_mode=0, auth_db on db_text, $KAM_CHILDREN UDP children.${KDMQ_ADDRS[0]:+ Kamailio-DMQ: three such registrars replicating every binding to the other two over DMQ (dmq_usrloc), sipp spread over the three, $KDMQ_SHM MiB of shared memory each.}"
   echo "p99: first REGISTER sent to 200 received (two round trips), in sipp's whole milliseconds. CPU: % of one core, all processes of the target; CPU µs/reg: the target's CPU time per registration achieved (what each costs, whatever the rate); sipp CPU: the same for the sipp processes driving it ($(nproc) cores in all)."
   echo
   echo "| target | offered reg/s | achieved reg/s | failed % | p99 ms | CPU % | CPU µs/reg | sipp CPU % |"
@@ -247,16 +250,19 @@ done
 {
   echo
   v=${BEST[voicering]:-0}; k=${BEST[kamailio]:-0}
-  ratio=$(awk -v v="$v" -v k="$k" 'BEGIN{if(k>0)printf "%.2f", v/k; else print "n/a"}')
+  # ratio A B: A/B, n/a when B is 0 or voicering was not a target.
+  ratio() { awk -v a="$1" -v b="$2" -v ran="$([[ " ${TARGETS:-voicering} " == *" voicering "* ]] && echo 1)" \
+    'BEGIN{if(b>0 && ran)printf "%.2f", a/b; else print "n/a"}'; }
+  ratio=$(ratio "$v" "$k")
   echo "Highest achieved rate with < 1% failures: voicering $v reg/s, Kamailio $k reg/s; ratio voicering/Kamailio $ratio."
   if [ ${#KDMQ_ADDRS[@]} -gt 0 ]; then
     d=${BEST[kamailio-dmq]:-0}
-    echo "Kamailio-DMQ (3 registrars, every binding on all three) $d reg/s; ratio voicering/Kamailio-DMQ $(awk -v v="$v" -v d="$d" 'BEGIN{if(d>0)printf "%.2f", v/d; else print "n/a"}')."
+    echo "Kamailio-DMQ (3 registrars, every binding on all three) $d reg/s; ratio voicering/Kamailio-DMQ $(ratio "$v" "$d")."
   fi
   for t in ${TARGETS:-voicering kamailio}; do
     [ -n "${SATURATED[$t]:-}" ] || echo "$t kept up at every rate offered: its ceiling lies above the ladder (offer higher RATES to find it)."
   done
   echo
-  echo "Command: ${MEMORY_RECORDS:+MEMORY_RECORDS=1 }${NO_SIP_WRITES:+NO_SIP_WRITES=1 }USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
+  echo "Command: ${TARGETS:+TARGETS=\"$TARGETS\" }${MEMORY_RECORDS:+MEMORY_RECORDS=1 }${NO_SIP_WRITES:+NO_SIP_WRITES=1 }USERS=$USERS LOAD_USERS=$LOAD_USERS RATES=\"$RATES\" DURATION=$DURATION testdata/bench/register-vs-kamailio.sh ($(nproc) cores, $(uname -r))"
 } >>"$RES"
 cat "$RES"
